@@ -1,0 +1,149 @@
+"""`make run`: the whole product on this machine, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from deploy.local.stack import LOCAL, REPO, LocalStack, PortInUse
+from shared.admin import init
+from shared.settings import Settings
+
+
+def admin_token(data_dir: Path) -> str:
+    """ADMIN_TOKEN if set; else the one generated on the first run and kept under .local/."""
+    configured = os.environ.get("ADMIN_TOKEN")
+    if configured:
+        return configured
+    path = LOCAL / "admin_token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def main() -> int:
+    env = os.environ
+    data_dir = Path(env.get("DATA_DIR", str(LOCAL / "data"))).resolve()
+    stack = LocalStack(
+        data_dir=data_dir,
+        log_dir=Path(env.get("LOG_DIR", str(LOCAL / "logs"))).resolve(),
+        kafka_port=int(env.get("KAFKA_PORT", "9092")),
+        mongo_port=int(env.get("MONGODB_PORT", "27017")),
+        s3_port=int(env.get("LOCAL_S3_PORT", "9900")),
+    )
+    ports = {
+        "ingest": int(env.get("INGEST_PORT", "8081")),
+        "api": int(env.get("API_PORT", "8080")),
+        "aggregator": int(env.get("AGGREGATOR_PORT", "8082")),
+    }
+    token = admin_token(data_dir)
+    service_env = {
+        "KAFKA_BOOTSTRAP": env.get("KAFKA_BOOTSTRAP", stack.kafka_bootstrap),
+        "MONGODB_URI": env.get("MONGODB_URI", stack.mongodb_uri),
+        "ADMIN_TOKEN": token,
+        "INGEST_PORT": str(ports["ingest"]),
+        "API_PORT": str(ports["api"]),
+        "AGGREGATOR_PORT": str(ports["aggregator"]),
+        "PYTHONPATH": str(REPO),
+    }
+    stopping = False
+
+    def request_stop(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    started = time.monotonic()
+    try:
+        if "KAFKA_BOOTSTRAP" not in env:
+            stack.start_broker()
+        if "MONGODB_URI" not in env:
+            stack.start_database()
+        settings = Settings(
+            kafka_bootstrap=service_env["KAFKA_BOOTSTRAP"], mongodb_uri=service_env["MONGODB_URI"]
+        )
+        count = asyncio.run(init(settings))
+        for name in ("aggregator", "ingest", "api"):
+            stack.start_service(name, ports[name], service_env)
+    except (PortInUse, RuntimeError, TimeoutError) as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        print(f"logs: {stack.log_dir}", file=sys.stderr)
+        stack.stop_all()
+        return 1
+    print(
+        f"""
+Campaign tracker is running ({time.monotonic() - started:.1f} s to start, {count} units loaded).
+
+  API + OpenAPI docs   http://127.0.0.1:{ports["api"]}/docs
+  Ingest               http://127.0.0.1:{ports["ingest"]}/v1/events   (docs: /docs)
+  Aggregator           http://127.0.0.1:{ports["aggregator"]}/metrics  (/healthz)
+  Kafka (tansu)        {service_env["KAFKA_BOOTSTRAP"]}
+  MongoDB (SecantusDB) {service_env["MONGODB_URI"]}
+  Data                 {data_dir}
+  Logs                 {stack.log_dir}
+
+  Admin token          {token}
+
+Try:
+  curl -s -X POST http://127.0.0.1:{ports["ingest"]}/v1/events \\
+    -H "Authorization: Bearer {token}" -H 'Content-Type: application/json' \\
+    -d '{{"event_id":"demo-1","type":"eid.activated","unit_id":"bu-dang-minh-hung",\\
+"occurred_at":"2024-04-22T23:30:00+07:00","attributes":{{"level":2}}}}'
+  curl -s -H "Authorization: Bearer {token}" \\
+    'http://127.0.0.1:{ports["api"]}/v1/totals?unit_id=binh-phuoc&metric=eid.activated&period=day:2024-04-22'
+
+Ctrl-C stops everything.""",
+        flush=True,
+    )
+    # Supervision, as an orchestrator would do it: a service that dies is restarted, with a
+    # backoff that doubles on each quick death and resets after a minute of good health.
+    services = {p.name: p for p in stack.processes if p.name in ports}
+    backoff = dict.fromkeys(services, 1.0)
+    restart_at: dict[str, float] = {}
+    while not stopping:
+        now = time.monotonic()
+        for name, process in list(services.items()):
+            if process.popen.poll() is None:
+                if now - process.started_at > 60:
+                    backoff[name] = 1.0
+                continue
+            if name not in restart_at:
+                code = process.popen.returncode
+                print(
+                    f"{name} exited with {code}; restarting in {backoff[name]:.0f} s "
+                    f"(log: {process.log_path})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if process in stack.processes:
+                    stack.processes.remove(process)
+                restart_at[name] = now + backoff[name]
+                backoff[name] = min(backoff[name] * 2, 60.0)
+            elif now >= restart_at[name]:
+                del restart_at[name]
+                try:
+                    services[name] = stack.start_service(name, ports[name], service_env)
+                    print(f"{name} restarted", file=sys.stderr, flush=True)
+                except (PortInUse, RuntimeError, TimeoutError) as exc:
+                    print(f"{name} did not restart: {exc}", file=sys.stderr, flush=True)
+                    restart_at[name] = now + backoff[name]
+        time.sleep(0.5)
+    print("\nstopping…", flush=True)
+    stack.stop_all()
+    print("stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Aggregator: consumes the event log in a consumer group and keeps exact totals in MongoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaMessage
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from shared.adapters.catalog import CatalogCache
+from shared.adapters.kafka import make_broker
+from shared.adapters.mongo import Store, connect
+from shared.aggregation import BatchApplier, DeadLetter
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger("aggregator")
+
+EVENTS_PROCESSED = Counter("aggregator_events_total", "Records handled", ["outcome"])
+BATCH_SIZE = Histogram(
+    "aggregator_batch_size", "Records per batch", buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000)
+)
+BATCH_DURATION = Histogram(
+    "aggregator_batch_duration_seconds",
+    "Time to apply a batch (one MongoDB transaction)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BATCH_RETRIES = Counter(
+    "aggregator_batch_retries_total", "Batches retried after a failure (e.g. database down)"
+)
+DEAD_LETTERS = Counter("aggregator_dead_letters_total", "Records sent to the dead-letter topic")
+
+
+def create_app(settings: Settings | None = None) -> AsgiFastStream:
+    settings = settings or get_settings()
+    client = connect(settings.mongodb_uri, app_name="aggregator")
+    store = Store(client, settings.mongodb_db)
+    catalog = CatalogCache(store)
+    broker = make_broker(settings, client_id="aggregator")
+
+    async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            record = letter.record
+            await broker.publish(
+                record.value or b"",
+                settings.deadletter_topic,
+                key=f"{record.topic}:{record.partition}:{record.offset}".encode(),
+                headers={
+                    "reason": letter.reason[:1000],
+                    "source": f"{record.topic}:{record.partition}:{record.offset}",
+                },
+            )
+        DEAD_LETTERS.inc(len(letters))
+
+    applier = BatchApplier(store, catalog, send_dead_letters)
+
+    subscriber = broker.subscriber(
+        settings.events_topic,
+        batch=True,
+        group_id=settings.consumer_group,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        max_records=settings.aggregator_max_batch,
+        batch_timeout_ms=settings.aggregator_batch_timeout_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_partition_fetch_bytes=4 << 20,
+        # The body stays raw bytes: decoding is the aggregator's job, so poison cannot crash it.
+        decoder=lambda message: message.body,
+        title="events",
+        description="Every accepted event (contract v1), keyed by event_id (voids by the id "
+        "they void). Consumed by the aggregator group.",
+    )
+
+    @subscriber
+    async def on_batch(_: Any, message: KafkaMessage) -> None:
+        records = message.raw_message
+        if not isinstance(records, tuple):
+            records = (records,)
+        # Never give a batch up: the consumer's position has already moved past it, so a
+        # failure here (database down, say) must be retried, with backoff, until it succeeds.
+        # Redoing it is safe: the offsets stored with the totals make a repeat count nothing.
+        delay = 0.25
+        while True:
+            try:
+                with BATCH_DURATION.time():
+                    report = await applier.apply(records)
+                break
+            except Exception:
+                BATCH_RETRIES.inc()
+                log.exception("batch of %d records failed; retrying in %.1f s", len(records), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        BATCH_SIZE.observe(len(records))
+        outcome = report.outcome
+        EVENTS_PROCESSED.labels("counted").inc(outcome.accepted)
+        EVENTS_PROCESSED.labels("duplicate").inc(outcome.duplicates)
+        EVENTS_PROCESSED.labels("dead_letter").inc(report.dead_letters)
+        EVENTS_PROCESSED.labels("redelivered").inc(report.skipped_already_applied)
+
+    async def mark_caught_up_forever() -> None:
+        """Advance `as_of` while idle: a partition whose applied offset reached the log end seen
+        by the last fetch reflects everything appended before that fetch was sent."""
+        margin = timedelta(milliseconds=settings.kafka_fetch_max_wait_ms + 50)
+        while True:
+            await asyncio.sleep(0.25)
+            consumer: AIOKafkaConsumer | None = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            caught_up: dict[int, datetime] = {}
+            partitions = consumer.partitions_for_topic(settings.events_topic)
+            for tp in consumer.assignment():
+                assert isinstance(tp, TopicPartition)
+                highwater = consumer.highwater(tp)
+                polled_ms = consumer.last_poll_timestamp(tp)
+                applied = applier.applied.get((tp.topic, tp.partition))
+                if applied is None:
+                    stored = await store.next_offsets(tp.topic, [tp.partition])
+                    applied = applier.applied[(tp.topic, tp.partition)] = stored[tp.partition]
+                if highwater is not None and polled_ms and applied >= highwater:
+                    instant = datetime.fromtimestamp(polled_ms / 1000, UTC) - margin
+                    caught_up[tp.partition] = instant
+            if caught_up:
+                with contextlib.suppress(Exception):
+                    await store.mark_caught_up(
+                        settings.events_topic, caught_up, len(partitions) if partitions else None
+                    )
+
+    background: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        await store.ensure_indexes()
+        await catalog.reload()
+
+    async def started() -> None:
+        background.append(asyncio.create_task(mark_caught_up_forever()))
+
+    async def stop() -> None:
+        for task in background:
+            task.cancel()
+        await client.close()
+
+    @get
+    async def healthz(scope: Any) -> AsgiResponse:
+        return AsgiResponse(json.dumps({"status": "ok", "service": "aggregator"}).encode(), 200)
+
+    @get
+    async def metrics(scope: Any) -> AsgiResponse:
+        return AsgiResponse(generate_latest(), 200, headers={"content-type": CONTENT_TYPE_LATEST})
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/healthz", healthz), ("/metrics", metrics)],
+        on_startup=[start],
+        after_startup=[started],
+        after_shutdown=[stop],
+        asyncapi_path="/docs",
+    )

@@ -1,0 +1,169 @@
+"""Ingest: field apps and portals post events; each accepted event is durably in Kafka first."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel
+
+from shared.adapters.auth import Authenticator
+from shared.adapters.catalog import CatalogCache
+from shared.adapters.http import add_operational_routes
+from shared.adapters.kafka import BrokerUnavailable, EventPublisher, make_broker
+from shared.adapters.mongo import Store, connect
+from shared.domain.access import Principal, Role
+from shared.domain.events import Event
+from shared.domain.intake import (
+    Problem,
+    RejectedBatch,
+    out_of_scope,
+    parse_events,
+    split_duplicates,
+    unknown_units,
+)
+from shared.settings import Settings, get_settings
+
+MAX_BODY_BYTES = 1 << 20
+RETRY_AFTER_S = 5
+
+EVENTS_ACCEPTED = Counter("ingest_events_accepted_total", "Events published and acknowledged")
+EVENTS_DUPLICATE = Counter("ingest_events_duplicate_total", "Events whose id was already accepted")
+EVENTS_REJECTED = Counter("ingest_events_rejected_total", "Requests rejected", ["reason"])
+PUBLISH_LATENCY = Histogram(
+    "ingest_publish_duration_seconds",
+    "Time until the broker acknowledged a request's events",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class Problems(BaseModel):
+    detail: str
+    errors: list[dict[str, Any]]
+
+
+def _problem_response(
+    status: int, detail: str, problems: list[Problem], reason: str
+) -> JSONResponse:
+    EVENTS_REJECTED.labels(reason).inc()
+    return JSONResponse(
+        {"detail": detail, "errors": [problem.to_dict() for problem in problems]}, status
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    client = connect(settings.mongodb_uri, app_name="ingest")
+    store = Store(client, settings.mongodb_db)
+    # Checked on every request: a unit merged a moment ago must refuse new events at once.
+    catalog = CatalogCache(store, min_reload_interval_s=0)
+    authenticator = Authenticator(store, settings.admin_token)
+    broker = make_broker(settings, client_id="ingest")
+    publisher = EventPublisher(broker, settings.events_topic, settings.publish_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await catalog.reload()
+        await broker.start()
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await client.close()
+
+    app = FastAPI(
+        title="Campaign tracker — ingest",
+        version="1",
+        lifespan=lifespan,
+        description="Field apps and portals post transactions here (contract v1).",
+    )
+    add_operational_routes(app, "ingest")
+
+    event_schema = Event.model_json_schema(ref_template="#/components/schemas/{model}")
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        response_model=EventsAccepted,
+        responses={
+            401: {"description": "no valid token"},
+            403: {"model": Problems, "description": "an event lies outside the token's scope"},
+            413: {"description": "body over 1 MiB"},
+            422: {"model": Problems, "description": "invalid events, by index and field"},
+            503: {"description": "the broker is unreachable; retry after Retry-After seconds"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                event_schema,
+                                {"type": "array", "items": event_schema, "maxItems": 1000},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def post_events(
+        request: Request, principal: Principal = Depends(authenticator.principal)
+    ) -> Any:
+        if not principal.can_post_events:
+            return _problem_response(403, "this token may not post events", [], "forbidden")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _problem_response(413, "body is over 1 MiB", [], "too_large")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_BODY_BYTES:
+                return _problem_response(413, "body is over 1 MiB", [], "too_large")
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problem = Problem(None, None, f"body is not valid JSON: {exc}")
+            return _problem_response(422, "invalid body", [problem], "invalid")
+        try:
+            events = parse_events(payload, datetime.now(UTC))
+        except RejectedBatch as rejected:
+            return _problem_response(422, "invalid events", rejected.problems, "invalid")
+        tree = await catalog.covering(event.unit_id for event in events)
+        unknown = unknown_units(events, tree)
+        if unknown:
+            return _problem_response(422, "invalid events", unknown, "unknown_unit")
+        if principal.role == Role.FIELD:
+            outside = out_of_scope(events, tree, principal.scope)
+            if outside:
+                return _problem_response(403, "events outside the token's scope", outside, "scope")
+        try:
+            known = await store.already_accepted([event.event_id for event in events])
+            fresh, duplicates = split_duplicates(events, known)
+            with PUBLISH_LATENCY.time():
+                await publisher.publish(fresh)
+            await store.remember_accepted([event.event_id for event in fresh])
+        except BrokerUnavailable:
+            EVENTS_REJECTED.labels("broker_unavailable").inc()
+            return JSONResponse(
+                {"detail": "the event log is unavailable; nothing was accepted, retry later"},
+                503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        EVENTS_ACCEPTED.inc(len(fresh))
+        EVENTS_DUPLICATE.inc(duplicates)
+        return EventsAccepted(accepted=len(fresh), duplicates=duplicates)
+
+    return app

@@ -1,0 +1,513 @@
+"""MongoDB adapter: totals, the ledger of counted events, log offsets, units and tokens.
+
+Layout, chosen so a batch of many events touches few documents (INFRA: upserts cost per
+document touched, not per event folded into them):
+- `totals`: one document per (unit, local month) holding the month's totals (`t`) and each
+  day's (`d.<DD>`). A year or all-time total is the sum of a few month documents.
+- `ledger`: one document per applied batch and partition, with the ids it counted (multikey
+  index) and what each contributed, so duplicates and voids are found with one query per batch
+  and remembered with one insert per batch, not one write per event.
+- `offsets`: per topic partition, the next offset to apply, written in the same transaction
+  as the totals: a redelivered record is recognised by its offset and never counted twice.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from shared.domain.campaigns import Campaign, Target
+from shared.domain.certification import StatusEntry, SubjectState
+from shared.domain.ledger import CountedEvent, Known, Outcome
+from shared.domain.periods import LocalDate
+from shared.domain.units import Unit
+
+Document = dict[str, Any]
+
+
+def metric_key(metric: str) -> str:
+    """Metric names have dots; MongoDB field names must not, or they would nest. No metric
+    name (nor service id) holds a colon, so the mapping is reversible."""
+    return metric.replace(".", ":")
+
+
+def metric_name(key: str) -> str:
+    return key.replace(":", ".")
+
+
+def _add_into(target: dict[str, int], values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        target[metric_name(key)] += int(value)
+
+
+def connect(uri: str, *, app_name: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(uri, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionBatch:
+    """The records of one partition in a consumed batch, already decoded."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+class Store:
+    """Every collection the services share, behind names that say what they hold."""
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self.client = client
+        self.db: AsyncDatabase[Document] = client.get_database(
+            database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority")
+        )
+        self.totals = self.db["totals"]
+        self.ledger = self.db["ledger"]
+        self.offsets = self.db["offsets"]
+        self.units = self.db["units"]
+        self.tokens = self.db["tokens"]
+        self.accepted = self.db["accepted"]
+        self.subjects = self.db["subjects"]
+        self.campaigns = self.db["campaigns"]
+        self.targets = self.db["targets"]
+        self.service_catalogs = self.db["service_catalogs"]
+        self.meta = self.db["meta"]
+
+    async def ensure_indexes(self) -> None:
+        await self.totals.create_index([("u", 1), ("m", 1)])
+        await self.ledger.create_index("ids")
+        await self.ledger.create_index("voided")
+        await self.tokens.create_index("name", unique=True)
+        await self.accepted.create_index("ids")
+        await self.targets.create_index([("campaign", 1), ("unit_id", 1)])
+
+    # -- units ---------------------------------------------------------------------------
+
+    async def load_units(self) -> list[Unit]:
+        return [Unit.from_dict({**doc, "id": doc["_id"]}) async for doc in self.units.find({})]
+
+    async def catalog_version(self, session: AsyncClientSession | None = None) -> int:
+        doc = await self.meta.find_one({"_id": "catalog"}, session=session)
+        return int(doc["version"]) if doc else 0
+
+    async def reorganise(
+        self,
+        unit: Unit,
+        remove_from: Sequence[str],
+        add_to: Sequence[str],
+        topic: str,
+        partitions: int,
+    ) -> int:
+        """Give `unit` its new place (and merge mark) and move its whole history between
+        ancestors, in one transaction that also bumps the catalog version. Every partition's
+        offset document is written too, so an aggregator batch counted with the old tree
+        conflicts with this transaction and is redone with the new one."""
+
+        async def transaction(session: AsyncClientSession) -> int:
+            operations: list[UpdateOne] = []
+            async for doc in self.totals.find({"u": unit.id}, session=session):
+                fields = {f"t.{k}": v for k, v in (doc.get("t") or {}).items()}
+                for day_key, values in (doc.get("d") or {}).items():
+                    fields.update({f"d.{day_key}.{k}": v for k, v in values.items()})
+                for ancestor, sign in [(a, -1) for a in remove_from] + [(a, 1) for a in add_to]:
+                    operations.append(
+                        UpdateOne(
+                            {"_id": f"{ancestor}|{doc['m']}"},
+                            {
+                                "$inc": {k: sign * int(v) for k, v in fields.items()},
+                                "$setOnInsert": {"u": ancestor, "y": doc["y"], "m": doc["m"]},
+                            },
+                            upsert=True,
+                        )
+                    )
+            if operations:
+                await self.totals.bulk_write(operations, ordered=False, session=session)
+            body = unit.to_dict()
+            body.pop("id")
+            await self.units.replace_one({"_id": unit.id}, body, upsert=True, session=session)
+            meta = await self.meta.find_one_and_update(
+                {"_id": "catalog"},
+                {"$inc": {"version": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            assert meta is not None  # upserted
+            version = int(meta["version"])
+            for partition in range(partitions):
+                await self.offsets.update_one(
+                    {"_id": f"{topic}:{partition}"},
+                    {
+                        "$set": {"catalog_version": version},
+                        "$setOnInsert": {"topic": topic, "partition": partition},
+                    },
+                    upsert=True,
+                    session=session,
+                )
+            return version
+
+        async with self.client.start_session() as session:
+            version: int = await session.with_transaction(transaction)
+        return version
+
+    async def upsert_units(self, units: Iterable[Unit]) -> int:
+        """Add the units that are missing; a unit an admin has since moved or merged keeps its
+        place (the catalog file is where the tree starts, not what it must stay)."""
+        operations = []
+        for unit in units:
+            doc = unit.to_dict()
+            unit_id = doc.pop("id")
+            operations.append(UpdateOne({"_id": unit_id}, {"$setOnInsert": doc}, upsert=True))
+        if not operations:
+            return 0
+        result = await self.units.bulk_write(operations, ordered=True)
+        return result.upserted_count + result.modified_count
+
+    # -- the aggregator's batch ----------------------------------------------------------
+
+    async def next_offsets(
+        self, topic: str, partitions: Iterable[int], session: AsyncClientSession | None = None
+    ) -> dict[int, int]:
+        ids = [f"{topic}:{partition}" for partition in partitions]
+        found = {
+            doc["partition"]: int(doc.get("next", 0))
+            async for doc in self.offsets.find({"_id": {"$in": ids}}, session=session)
+        }
+        return {partition: found.get(partition, 0) for partition in partitions}
+
+    async def newest_catalog_version(
+        self, topic: str, partitions: Iterable[int], session: AsyncClientSession
+    ) -> int:
+        """The catalog version the last reorganisation wrote on these partitions (in a batch's
+        transaction, reading them makes a concurrent reorganisation a write conflict)."""
+        ids = [f"{topic}:{partition}" for partition in partitions]
+        versions = [
+            int(doc.get("catalog_version", 0))
+            async for doc in self.offsets.find({"_id": {"$in": ids}}, session=session)
+        ]
+        return max([await self.catalog_version(session), *versions])
+
+    async def known(
+        self,
+        ids: Iterable[str],
+        subjects_of: Callable[[Known], Iterable[str]] = lambda _: (),
+        session: AsyncClientSession | None = None,
+    ) -> Known:
+        """What earlier batches recorded about `ids` (counted events, voided targets), and the
+        history of the certification records `subjects_of` names once those are known."""
+        wanted = set(ids)
+        counted: dict[str, CountedEvent] = {}
+        voided: set[str] = set()
+        if wanted:
+            # Two indexed queries, not one `$or`: the local server scans the whole collection
+            # for an `$or` of two `$in`s (measured: minutes per batch at 500k events).
+            query = {"ids": {"$in": list(wanted)}}
+            async for doc in self.ledger.find(query, {"ev": 1}, session=session):
+                for item in doc["ev"]:
+                    event_id = item[0]
+                    if event_id in wanted:
+                        counted[event_id] = CountedEvent(
+                            event_id,
+                            item[1],
+                            _parse_local_date(item[2]),
+                            {metric_name(k): int(v) for k, v in item[3].items()},
+                            item[4] if len(item) > 4 else None,
+                        )
+            query = {"voided": {"$in": list(wanted)}}
+            async for doc in self.ledger.find(query, {"voided": 1}, session=session):
+                voided.update(target for target in doc["voided"] if target in wanted)
+        partial = Known(counted=counted, voided=frozenset(voided))
+        subject_ids = sorted(set(subjects_of(partial)))
+        if not subject_ids:
+            return partial
+        subjects = {
+            doc["_id"]: SubjectState(
+                doc["_id"],
+                [
+                    StatusEntry(datetime.fromisoformat(entry[0]), entry[1], entry[2], entry[3])
+                    for entry in doc["entries"]
+                ],
+            )
+            async for doc in self.subjects.find({"_id": {"$in": subject_ids}}, session=session)
+        }
+        return Known(counted=counted, voided=frozenset(voided), subjects=subjects)
+
+    async def apply(
+        self,
+        outcome: Outcome,
+        partitions: Sequence[PartitionBatch],
+        as_of: Mapping[int, datetime],
+        session: AsyncClientSession,
+    ) -> None:
+        """Write one batch's outcome, its ledger and its offsets; call inside a transaction.
+
+        `partitions` holds only records being applied now (none below their stored offset), so
+        the first of them names this ledger entry uniquely.
+        """
+        updates = _total_updates(outcome)
+        if updates:
+            await self.totals.bulk_write(updates, ordered=False, session=session)
+        if outcome.counted or outcome.newly_voided:
+            first = partitions[0]
+            await self.ledger.insert_one(
+                {
+                    "_id": f"{first.topic}:{first.partition}:{first.first_offset}",
+                    "at": datetime.now(UTC),
+                    "ids": [record.event_id for record in outcome.counted],
+                    "ev": [
+                        [
+                            record.event_id,
+                            record.unit_id,
+                            f"{record.day.year:04d}-{record.day.month:02d}-{record.day.day:02d}",
+                            {metric_key(k): v for k, v in record.increments.items()},
+                            record.subject_id,
+                        ]
+                        for record in outcome.counted
+                    ],
+                    "voided": outcome.newly_voided,
+                },
+                session=session,
+            )
+        for state in outcome.subjects.values():
+            # ISO text in UTC, not a BSON date: BSON keeps milliseconds, and the order of two
+            # statuses within one millisecond must survive the round trip.
+            entries = [
+                [e.occurred_at.astimezone(UTC).isoformat(), e.event_id, e.status, e.unit_id]
+                for e in state.entries
+            ]
+            await self.subjects.replace_one(
+                {"_id": state.subject_id}, {"entries": entries}, upsert=True, session=session
+            )
+        for part in partitions:
+            await self.offsets.update_one(
+                {"_id": f"{part.topic}:{part.partition}"},
+                {
+                    "$set": {
+                        "topic": part.topic,
+                        "partition": part.partition,
+                        "next": part.last_offset + 1,
+                        "as_of": as_of.get(part.partition),
+                    }
+                },
+                upsert=True,
+                session=session,
+            )
+
+    async def mark_caught_up(
+        self, topic: str, as_of: Mapping[int, datetime], partition_count: int | None = None
+    ) -> None:
+        """Record that everything in these partitions before `as_of` is reflected in totals, and
+        how many partitions the topic has (so a partition not yet read is known to lag)."""
+        if partition_count is not None:
+            await self.meta.update_one(
+                {"_id": f"topic:{topic}"}, {"$set": {"partitions": partition_count}}, upsert=True
+            )
+        for partition, instant in as_of.items():
+            await self.offsets.update_one(
+                {"_id": f"{topic}:{partition}"},
+                {
+                    "$max": {"as_of": instant},
+                    "$setOnInsert": {"topic": topic, "partition": partition},
+                },
+                upsert=True,
+            )
+
+    async def partition_count(self, topic: str, default: int) -> int:
+        """The topic's partitions, as the aggregator last saw them (else `default`)."""
+        doc = await self.meta.find_one({"_id": f"topic:{topic}"})
+        return int(doc["partitions"]) if doc else default
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def as_of(self, topic: str, partition_count: int) -> datetime | None:
+        """Up to when accepted events are reflected: the laggard partition's time. Unknown
+        (None) while any partition has not been read, even one that holds no record yet."""
+        times: dict[int, datetime] = {
+            doc["partition"]: doc["as_of"]
+            async for doc in self.offsets.find({"topic": topic})
+            if doc.get("as_of") is not None
+        }
+        if any(partition not in times for partition in range(partition_count)):
+            return None
+        return min(times[partition] for partition in range(partition_count))
+
+    async def range_totals(
+        self, unit_ids: Sequence[str], first: date | None, last: date | None
+    ) -> dict[str, dict[str, int]]:
+        """Every total of each unit (and everything under it) over local days [first, last];
+        unbounded when both are None. Whole months come from the month total, partial months
+        from their days."""
+        result: dict[str, dict[str, int]] = {unit_id: defaultdict(int) for unit_id in unit_ids}
+        query: Document = {"u": {"$in": list(unit_ids)}}
+        if first is not None and last is not None:
+            query["m"] = {"$gte": first.strftime("%Y-%m"), "$lte": last.strftime("%Y-%m")}
+        async for doc in self.totals.find(query, {"u": 1, "m": 1, "t": 1, "d": 1}):
+            year, month = (int(part) for part in doc["m"].split("-"))
+            month_first = date(year, month, 1)
+            month_last = date(year, month, calendar.monthrange(year, month)[1])
+            target = result[doc["u"]]
+            if first is None or last is None or (first <= month_first and month_last <= last):
+                _add_into(target, doc.get("t") or {})
+                continue
+            for day_key, values in (doc.get("d") or {}).items():
+                if first <= date(year, month, int(day_key)) <= last:
+                    _add_into(target, values)
+        return {unit_id: dict(values) for unit_id, values in result.items()}
+
+    # -- campaigns and targets -----------------------------------------------------------
+
+    async def put_campaign(self, campaign: Campaign, *, only_if_new: bool = False) -> bool:
+        doc = {
+            "name": campaign.name,
+            "starts": campaign.starts.isoformat(),
+            "ends": campaign.ends.isoformat(),
+            "lagging_threshold": campaign.lagging_threshold,
+        }
+        update = {"$setOnInsert": doc} if only_if_new else {"$set": doc}
+        result = await self.campaigns.update_one({"_id": campaign.id}, update, upsert=True)
+        return result.upserted_id is not None
+
+    async def get_campaign(self, campaign_id: str) -> Campaign | None:
+        doc = await self.campaigns.find_one({"_id": campaign_id})
+        if doc is None:
+            return None
+        return Campaign(
+            doc["_id"],
+            doc["name"],
+            date.fromisoformat(doc["starts"]),
+            date.fromisoformat(doc["ends"]),
+            float(doc.get("lagging_threshold", 0.9)),
+        )
+
+    async def list_campaigns(self) -> list[Campaign]:
+        ids = [doc["_id"] async for doc in self.campaigns.find({}, {"_id": 1})]
+        return [c for c in [await self.get_campaign(i) for i in ids] if c is not None]
+
+    async def put_targets(self, campaign_id: str, targets: Iterable[Target]) -> int:
+        """Set these (unit, metric) targets; targets of other pairs stay as they are."""
+        operations = [
+            UpdateOne(
+                {"_id": f"{campaign_id}|{t.unit_id}|{t.metric}"},
+                {
+                    "$set": {
+                        "campaign": campaign_id,
+                        "unit_id": t.unit_id,
+                        "metric": t.metric,
+                        "target": str(t.target),
+                    }
+                },
+                upsert=True,
+            )
+            for t in targets
+        ]
+        if not operations:
+            return 0
+        await self.targets.bulk_write(operations, ordered=True)
+        return len(operations)
+
+    async def targets_of(self, campaign_id: str) -> list[Target]:
+        return [
+            Target(doc["unit_id"], doc["metric"], Decimal(doc["target"]))
+            async for doc in self.targets.find({"campaign": campaign_id})
+        ]
+
+    # -- online services each unit offers ----------------------------------------------------
+
+    async def put_service_catalog(self, unit_id: str, service_ids: Iterable[str]) -> None:
+        await self.service_catalogs.replace_one(
+            {"_id": unit_id}, {"services": sorted(set(service_ids))}, upsert=True
+        )
+
+    async def service_catalogs_by_unit(self) -> dict[str, frozenset[str]]:
+        return {
+            doc["_id"]: frozenset(doc["services"]) async for doc in self.service_catalogs.find({})
+        }
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def create_token(self, token: str, name: str, role: str, scope: list[str]) -> bool:
+        try:
+            await self.tokens.insert_one(
+                {
+                    "_id": hash_token(token),
+                    "name": name,
+                    "role": role,
+                    "scope": scope,
+                    "created_at": datetime.now(UTC),
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def find_token(self, token: str) -> Document | None:
+        return await self.tokens.find_one({"_id": hash_token(token)})
+
+    async def revoke_token(self, name: str) -> bool:
+        result = await self.tokens.delete_one({"name": name})
+        return result.deleted_count == 1
+
+    # -- ingest's memory of accepted ids -------------------------------------------------------
+
+    async def already_accepted(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        wanted = set(ids)
+        found: set[str] = set()
+        async for doc in self.accepted.find({"ids": {"$in": list(wanted)}}, {"ids": 1}):
+            found.update(event_id for event_id in doc["ids"] if event_id in wanted)
+        return found
+
+    async def remember_accepted(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self.accepted.insert_one({"at": datetime.now(UTC), "ids": list(ids)})
+
+
+def _parse_local_date(text: str) -> LocalDate:
+    year, month, day = (int(part) for part in text.split("-"))
+    return LocalDate(year, month, day)
+
+
+def _total_updates(outcome: Outcome) -> list[UpdateOne]:
+    months: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for (unit_id, day), increments in outcome.cells.items():
+        fields = months[(unit_id, day.month_key)]
+        for metric, value in increments.items():
+            if value == 0:
+                continue
+            key = metric_key(metric)
+            fields[f"t.{key}"] = fields.get(f"t.{key}", 0) + value
+            fields[f"d.{day.day_key}.{key}"] = fields.get(f"d.{day.day_key}.{key}", 0) + value
+    updates = []
+    for (unit_id, month_key), fields in months.items():
+        if not fields:
+            continue
+        updates.append(
+            UpdateOne(
+                {"_id": f"{unit_id}|{month_key}"},
+                {
+                    "$inc": fields,
+                    "$setOnInsert": {"u": unit_id, "y": int(month_key[:4]), "m": month_key},
+                },
+                upsert=True,
+            )
+        )
+    return updates

@@ -1,0 +1,197 @@
+"""Operator commands: `python -m shared.admin init` creates topics and indexes, loads the catalog.
+
+The same command initialises the local stack (`make run`) and a production deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from datetime import date
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.adapters.kafka import ensure_topics
+from shared.adapters.mongo import Store, connect
+from shared.domain.campaigns import Campaign, Target, validate_target
+from shared.domain.events import SERVICE_ID_PATTERN
+from shared.domain.units import UnitTree, bundled_catalog, load_catalog
+from shared.settings import Settings, get_settings
+
+
+async def init(settings: Settings, catalog_file: Path | None = None) -> int:
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        {settings.events_topic: settings.event_partitions, settings.deadletter_topic: 1},
+    )
+    data = json.loads(catalog_file.read_bytes()) if catalog_file else bundled_catalog()  # noqa: ASYNC240
+    units = load_catalog(data)
+    UnitTree(units)  # refuse a broken catalog before writing any of it
+    client = connect(settings.mongodb_uri, app_name="admin")
+    try:
+        store = Store(client, settings.mongodb_db)
+        await store.ensure_indexes()
+        await store.upsert_units(units)
+        for data in bundled_campaigns():
+            await load_campaign(store, data, only_if_new=True)
+    finally:
+        await client.close()
+    return len(units)
+
+
+def bundled_campaigns() -> list[dict[str, Any]]:
+    folder = resources.files("shared.data").joinpath("campaigns")
+    return [
+        json.loads(item.read_text("utf-8"))
+        for item in sorted(folder.iterdir(), key=lambda entry: entry.name)
+        if item.name.endswith(".json")
+    ]
+
+
+async def load_campaign(store: Store, data: dict[str, Any], *, only_if_new: bool) -> bool:
+    """Load a campaign and its targets. With `only_if_new`, a campaign that exists (perhaps
+    changed by an admin since) is left as it is."""
+    campaign = Campaign(
+        data["id"],
+        data["name"],
+        date.fromisoformat(data["starts"]),
+        date.fromisoformat(data["ends"]),
+        float(data.get("lagging_threshold", 0.9)),
+    )
+    targets = [
+        Target(t["unit_id"], t["metric"], Decimal(str(t["target"]))) for t in data["targets"]
+    ]
+    for target in targets:
+        reason = validate_target(target.metric, target.target)
+        if reason:
+            raise ValueError(f"campaign {campaign.id}: {reason}")
+    created = await store.put_campaign(campaign, only_if_new=only_if_new)
+    if created or not only_if_new:
+        await store.put_targets(campaign.id, targets)
+    return created
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m shared.admin")
+    commands = parser.add_subparsers(dest="command", required=True)
+    init_cmd = commands.add_parser("init", help="create topics and indexes, load the catalog")
+    init_cmd.add_argument("--catalog", type=Path, help="a catalog JSON file (default: bundled)")
+    campaign_cmd = commands.add_parser("load-campaign", help="load (or reload) a campaign file")
+    campaign_cmd.add_argument("file", type=Path)
+    services_cmd = commands.add_parser(
+        "load-services",
+        help='load the online services units offer: {"unit_id": ["service_id", ...], ...}',
+    )
+    services_cmd.add_argument("file", type=Path)
+    letters_cmd = commands.add_parser("dead-letters", help="list or re-drive dead letters")
+    letters_cmd.add_argument("action", choices=["list", "redrive"])
+    args = parser.parse_args()
+    if args.command == "init":
+        count = asyncio.run(init(get_settings(), args.catalog))
+        print(f"catalog loaded: {count} units")
+    elif args.command == "load-campaign":
+        asyncio.run(_load_campaign_file(get_settings(), args.file))
+    elif args.command == "dead-letters":
+        settings = get_settings()
+        if args.action == "list":
+            for letter in asyncio.run(read_dead_letters(settings)):
+                letter.pop("raw")
+                print(json.dumps(letter, ensure_ascii=False))
+        else:
+            count = asyncio.run(redrive_dead_letters(settings))
+            print(f"re-driven: {count} records")
+    elif args.command == "load-services":
+        asyncio.run(_load_services_file(get_settings(), args.file))
+
+
+async def _load_services_file(settings: Settings, path: Path) -> None:
+    data = json.loads(path.read_bytes())  # noqa: ASYNC240
+    pattern = re.compile(SERVICE_ID_PATTERN)
+    client = connect(settings.mongodb_uri, app_name="admin")
+    try:
+        store = Store(client, settings.mongodb_db)
+        tree = UnitTree(await store.load_units())
+        for unit_id, services in data.items():
+            if unit_id not in tree:
+                raise SystemExit(f"unknown unit {unit_id!r}")
+            bad = [s for s in services if not isinstance(s, str) or not pattern.fullmatch(s)]
+            if bad:
+                raise SystemExit(f"{unit_id}: invalid service ids {bad[:5]}")
+            await store.put_service_catalog(unit_id, services)
+        print(f"online services loaded for {len(data)} units")
+    finally:
+        await client.close()
+
+
+async def _load_campaign_file(settings: Settings, path: Path) -> None:
+    client = connect(settings.mongodb_uri, app_name="admin")
+    try:
+        data = json.loads(path.read_bytes())  # noqa: ASYNC240
+        await load_campaign(Store(client, settings.mongodb_db), data, only_if_new=False)
+        print(f"campaign {data['id']} loaded")
+    finally:
+        await client.close()
+
+
+async def read_dead_letters(
+    settings: Settings, group_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every dead letter (or, with a group, those it has not consumed yet, committing them)."""
+    consumer = AIOKafkaConsumer(
+        settings.deadletter_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    letters: list[dict[str, Any]] = []
+    try:
+        idle = 0
+        while idle < 3:
+            batch = await consumer.getmany(timeout_ms=500)
+            idle = 0 if any(batch.values()) else idle + 1
+            for records in batch.values():
+                for record in records:
+                    headers = {k: v.decode(errors="replace") for k, v in record.headers}
+                    letters.append(
+                        {
+                            "source": headers.get("source"),
+                            "reason": headers.get("reason"),
+                            "value": (record.value or b"").decode(errors="replace"),
+                            "raw": record.value or b"",
+                        }
+                    )
+        if group_id is not None:
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+    return letters
+
+
+async def redrive_dead_letters(settings: Settings) -> int:
+    """Publish every dead letter not re-driven before back to the events topic, after a fix
+    (a unit added, say). Counting stays exact: a record counted before is a duplicate by id."""
+    letters = await read_dead_letters(settings, group_id=f"{settings.consumer_group}-redrive")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for letter in letters:
+            try:
+                key = str(json.loads(letter["raw"])["event_id"]).encode()
+            except (ValueError, KeyError, TypeError):
+                key = None  # still not an event: it will come back as a dead letter
+            await producer.send_and_wait(settings.events_topic, letter["raw"], key=key)
+    finally:
+        await producer.stop()
+    return len(letters)
+
+
+if __name__ == "__main__":
+    main()

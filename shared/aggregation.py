@@ -1,0 +1,184 @@
+"""The aggregator's use case: apply one consumed batch to the totals, exactly once.
+
+It wires the pure ledger (`shared.domain.ledger`) to the store, and sends records that cannot
+be counted to the dead-letter topic, so a poison record never stops the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Protocol
+
+from pydantic import ValidationError
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from shared.adapters.catalog import CatalogCache
+from shared.adapters.mongo import PartitionBatch, Store
+from shared.domain.events import Event
+from shared.domain.ledger import Outcome, fold, ids_to_look_up, subjects_to_look_up
+from shared.domain.units import UnitTree
+
+log = logging.getLogger(__name__)
+
+
+class LogRecord(Protocol):
+    """The parts of a Kafka record the aggregator needs (aiokafka's ConsumerRecord has them)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: LogRecord
+    reason: str
+
+
+DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class BatchReport:
+    records: int = 0
+    skipped_already_applied: int = 0
+    dead_letters: int = 0
+    outcome: Outcome = field(default_factory=Outcome)
+
+
+def decode(record: LogRecord) -> Event | DeadLetter:
+    """A record's event, or why it cannot be an event at all."""
+    if not record.value:
+        return DeadLetter(record, "empty record")
+    try:
+        payload = json.loads(record.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return DeadLetter(record, f"not JSON: {exc}")
+    try:
+        event = Event.model_validate(payload)
+    except ValidationError as exc:
+        return DeadLetter(record, f"not a valid event: {exc.errors()[:3]}")
+    return event
+
+
+def countable(record: LogRecord, decoded: Event | DeadLetter, tree: UnitTree) -> Event | DeadLetter:
+    """A decoded event is countable if the tree knows its unit."""
+    if isinstance(decoded, Event) and decoded.unit_id not in tree:
+        return DeadLetter(record, f"unknown unit {decoded.unit_id!r}")
+    return decoded
+
+
+class StaleCatalog(RuntimeError):
+    """The unit tree changed since this process loaded it: reload, then count."""
+
+
+class BatchApplier:
+    def __init__(self, store: Store, catalog: CatalogCache, dead_letters: DeadLetterSink) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._dead_letters = dead_letters
+        # The next offset applied per (topic, partition), as this process last committed it.
+        self.applied: dict[tuple[str, int], int] = {}
+
+    async def apply(self, records: Sequence[LogRecord]) -> BatchReport:
+        if not records:
+            return BatchReport()
+        # Decoded once, outside the transaction, which may run more than once.
+        decoded = {id(record): decode(record) for record in records}
+        tree = await self._catalog.covering(
+            {d.unit_id for d in decoded.values() if isinstance(d, Event)}
+        )
+        report = BatchReport(records=len(records))
+
+        async def transaction(session: AsyncClientSession) -> list[DeadLetter]:
+            topics_partitions = sorted({(r.topic, r.partition) for r in records})
+            next_offsets: dict[tuple[str, int], int] = {}
+            for topic in {topic for topic, _ in topics_partitions}:
+                partitions = [p for t, p in topics_partitions if t == topic]
+                stored = await self._store.next_offsets(topic, partitions, session)
+                next_offsets.update({(topic, p): offset for p, offset in stored.items()})
+            stale_at = await self._store.newest_catalog_version(
+                topics_partitions[0][0], [p for _, p in topics_partitions], session
+            )
+            if stale_at > tree.version:
+                raise StaleCatalog(f"catalog version {stale_at} > {tree.version}")
+            fresh = sorted(
+                (r for r in records if r.offset >= next_offsets[(r.topic, r.partition)]),
+                key=lambda r: (r.topic, r.partition, r.offset),
+            )
+            report.skipped_already_applied = len(records) - len(fresh)
+            if not fresh:
+                return []
+            events: list[Event] = []
+            letters: list[DeadLetter] = []
+            for record in fresh:
+                outcome = countable(record, decoded[id(record)], tree)
+                if isinstance(outcome, DeadLetter):
+                    letters.append(outcome)
+                else:
+                    events.append(outcome)
+            known = await self._store.known(
+                sorted(ids_to_look_up(events)),
+                partial(subjects_to_look_up, events),
+                session,
+            )
+            report.outcome = fold(events, known, tree)
+            report.dead_letters = len(letters)
+            parts = _partition_batches(fresh)
+            as_of = {
+                part.partition: datetime.fromtimestamp(
+                    max(r.timestamp for r in fresh if r.partition == part.partition) / 1000, UTC
+                )
+                for part in parts
+            }
+            if letters:
+                # Before the commit, so a crash can only repeat a dead letter, never lose one;
+                # a letter is keyed by its record's coordinates, which makes repeats visible.
+                await self._dead_letters(letters)
+            await self._store.apply(report.outcome, parts, as_of, session)
+            return letters
+
+        for _ in range(5):
+            try:
+                async with self._store.client.start_session() as session:
+                    await session.with_transaction(transaction)
+                break
+            except StaleCatalog:
+                tree = await self._catalog.reload()
+        else:
+            raise StaleCatalog("the catalog kept changing under the batch")
+        for record in records:
+            key = (record.topic, record.partition)
+            self.applied[key] = max(self.applied.get(key, 0), record.offset + 1)
+        return report
+
+
+def _partition_batches(records: Sequence[LogRecord]) -> list[PartitionBatch]:
+    parts: dict[tuple[str, int], PartitionBatch] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        current = parts.get(key)
+        if current is None:
+            parts[key] = PartitionBatch(
+                record.topic, record.partition, record.offset, record.offset
+            )
+        else:
+            parts[key] = PartitionBatch(
+                record.topic,
+                record.partition,
+                min(current.first_offset, record.offset),
+                max(current.last_offset, record.offset),
+            )
+    return list(parts.values())

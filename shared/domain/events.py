@@ -1,0 +1,166 @@
+"""The event contract, version 1: what field apps and portals post.
+
+Validation is pure: the clock is passed in (as validation context) so the same rules can be
+tested without waiting for time to pass.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_EVENTS_PER_REQUEST = 1000
+UNIT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+# Ids and keys that end up in MongoDB documents and Prometheus labels: no `$`, no `.`, no spaces.
+SAFE_TOKEN_PATTERN = r"^[A-Za-z0-9_\-:]{1,128}$"
+
+
+class EventType(StrEnum):
+    EID_ACTIVATED = "eid.activated"
+    CCCD_ISSUED = "cccd.issued"
+    SIM_REGISTERED = "sim.registered"
+    SMARTPHONE_REPLACED = "smartphone.replaced"
+    FILING_SUBMITTED = "filing.submitted"
+    FILING_PROCESSED = "filing.processed"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    CERTIFICATION_STATUS = "certification.status"
+    EVENT_VOIDED = "event.voided"
+
+
+class CertificationStatus(StrEnum):
+    PENDING_SIGNATURE = "pending_signature"
+    PENDING_SEAL = "pending_seal"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+AttributeValue = StrictBool | StrictInt | Annotated[StrictStr, Field(max_length=256)]
+
+# For each type: attribute name -> (required, allowed values or None for "any of its type").
+_ATTRIBUTE_RULES: dict[EventType, dict[str, tuple[bool, type, frozenset[Any] | None]]] = {
+    EventType.EID_ACTIVATED: {"level": (True, int, frozenset({1, 2}))},
+    EventType.CCCD_ISSUED: {},
+    EventType.SIM_REGISTERED: {},
+    EventType.SMARTPHONE_REPLACED: {},
+    EventType.FILING_SUBMITTED: {
+        "channel": (True, str, frozenset({"online", "offline"})),
+        "service_id": (True, str, None),
+    },
+    EventType.FILING_PROCESSED: {
+        "channel": (True, str, frozenset({"online", "offline"})),
+        "on_time": (True, bool, None),
+        "service_id": (False, str, None),
+    },
+    EventType.PAYMENT_SUCCEEDED: {"kind": (True, str, frozenset({"nvtc", "fee"}))},
+    EventType.PAYMENT_FAILED: {"kind": (True, str, frozenset({"nvtc", "fee"}))},
+    EventType.CERTIFICATION_STATUS: {
+        "status": (True, str, frozenset(s.value for s in CertificationStatus))
+    },
+    EventType.EVENT_VOIDED: {"voids": (True, str, None)},
+}
+# Attributes that become parts of storage keys: a closed alphabet, so never an operator or path.
+_ID_ATTRIBUTES = frozenset({"service_id"})
+SERVICE_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+_ID_ATTRIBUTE_RE = re.compile(SERVICE_ID_PATTERN)
+_TYPES_WITH_AMOUNT = frozenset({EventType.PAYMENT_SUCCEEDED, EventType.PAYMENT_FAILED})
+_TYPES_WITH_SUBJECT = frozenset({EventType.CERTIFICATION_STATUS})
+
+
+class Event(BaseModel):
+    """One transaction, as posted. Unknown fields and unknown attributes are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    event_id: Annotated[str, Field(min_length=1, max_length=128)]
+    type: EventType
+    unit_id: Annotated[str, Field(pattern=UNIT_ID_PATTERN)]
+    occurred_at: AwareDatetime
+    amount_vnd: Annotated[StrictInt, Field(ge=0, le=10**15)] | None = None
+    subject_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    attributes: Annotated[dict[str, AttributeValue], Field(max_length=16)] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        now = (info.context or {}).get("now")
+        if isinstance(now, datetime) and value - now > MAX_FUTURE_SKEW:
+            raise ValueError("occurred_at is more than 5 minutes in the future")
+        return value
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> Event:
+        violation = type_rule_violation(self)
+        if violation is not None:
+            field, message = violation
+            # The field travels in ctx so an API can name it, as the contract asks.
+            raise PydanticCustomError(
+                "event_rule", "{field}: {message}", {"field": field, "message": message}
+            )
+        return self
+
+    @property
+    def voids(self) -> str | None:
+        value = self.attributes.get("voids") if self.type == EventType.EVENT_VOIDED else None
+        return value if isinstance(value, str) else None
+
+    def partition_key(self) -> bytes:
+        """Kafka key: a void travels with the event it voids, so one consumer sees both in order."""
+        return (self.voids or self.event_id).encode()
+
+
+def type_rule_violation(event: Event) -> tuple[str, str] | None:
+    """The first type-specific rule the event breaks, as (field, message), or None."""
+    rules = _ATTRIBUTE_RULES[event.type]
+    for key in event.attributes:
+        if key not in rules:
+            allowed = ", ".join(sorted(rules)) or "none"
+            return (
+                f"attributes.{key}",
+                f"not a known attribute of {event.type.value} (allowed: {allowed})",
+            )
+    for key, (required, kind, allowed_values) in rules.items():
+        field = f"attributes.{key}"
+        if key not in event.attributes:
+            if required:
+                return field, f"required for {event.type.value}"
+            continue
+        value = event.attributes[key]
+        # bool is an int in Python: check it first so `level: true` is refused.
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+            return field, f"must be a {kind.__name__}"
+        if allowed_values is not None and value not in allowed_values:
+            options = ", ".join(repr(v) for v in sorted(allowed_values, key=str))
+            return field, f"must be one of {options}"
+        if kind is str and not str(value):
+            return field, "must not be empty"
+        if key in _ID_ATTRIBUTES and not _ID_ATTRIBUTE_RE.fullmatch(str(value)):
+            return field, "must be 1-64 letters, digits, '.', '_' or '-'"
+    if event.type in _TYPES_WITH_AMOUNT:
+        if event.type == EventType.PAYMENT_SUCCEEDED and event.amount_vnd is None:
+            return "amount_vnd", "required for payment.succeeded"
+    elif event.amount_vnd is not None:
+        return "amount_vnd", f"for payments only, not {event.type.value}"
+    if event.type in _TYPES_WITH_SUBJECT and event.subject_id is None:
+        return "subject_id", f"required for {event.type.value}"
+    return None

@@ -1,0 +1,166 @@
+"""Counting a batch of events exactly once: the pure heart of the aggregator.
+
+The aggregator reads a batch of events from the log, asks its store what it already knows about
+their ids (counted before? voided before?), and hands both to `fold`. `fold` decides, with no I/O,
+what every total gains or loses and what the store must remember. The store then writes all of it
+in one transaction, together with the log offsets, so a batch is counted entirely or not at all.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+from shared.domain.certification import StatusEntry, SubjectState
+from shared.domain.events import Event, EventType
+from shared.domain.metrics import Increments, contributions, negate
+from shared.domain.periods import LocalDate
+from shared.domain.units import UnitTree
+
+Cell = tuple[str, LocalDate]  # (unit_id, local day): the finest grain a total is kept at
+
+
+@dataclass(frozen=True, slots=True)
+class CountedEvent:
+    """What is remembered of each event that was counted: enough to take it back if voided."""
+
+    event_id: str
+    unit_id: str
+    day: LocalDate
+    increments: Increments
+    subject_id: str | None = None  # certification events: their effect lives in the subject
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store already knows about the ids of a batch."""
+
+    counted: Mapping[str, CountedEvent] = field(default_factory=dict)
+    voided: frozenset[str] = frozenset()
+    subjects: Mapping[str, SubjectState] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The effect of one batch: increments per cell (with rollups) and what to remember."""
+
+    cells: dict[Cell, Increments] = field(default_factory=lambda: defaultdict(dict))
+    counted: list[CountedEvent] = field(default_factory=list)
+    newly_voided: list[str] = field(default_factory=list)
+    subjects: dict[str, SubjectState] = field(default_factory=dict)  # changed ones, to write
+    accepted: int = 0
+    duplicates: int = 0
+    voids_applied: int = 0
+    voids_pending: int = 0
+
+    def add(self, tree: UnitTree, unit_id: str, day: LocalDate, increments: Increments) -> None:
+        for unit in tree.lineage(unit_id):
+            cell = self.cells[(unit, day)]
+            for metric, value in increments.items():
+                cell[metric] = cell.get(metric, 0) + value
+
+
+def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
+    """Fold events, in log order, into increments. Every unit in `events` must be in `tree`.
+
+    - An `event_id` already counted (before or earlier in the batch) is a duplicate: no effect.
+    - A void removes its target's contribution; a void that arrives first makes the target count
+      for nothing when it comes. A voided event posted again is a duplicate, so it stays voided.
+    """
+    outcome = Outcome()
+    counted: dict[str, CountedEvent] = dict(known.counted)
+    voided: set[str] = set(known.voided)
+    subjects = outcome.subjects
+
+    def subject(subject_id: str) -> SubjectState:
+        if subject_id not in subjects:
+            prior = known.subjects.get(subject_id)
+            subjects[subject_id] = SubjectState(subject_id, list(prior.entries if prior else []))
+        return subjects[subject_id]
+
+    def restate(state: SubjectState, change: Callable[[], None]) -> None:
+        """Apply a change to a record's history and move its count between statuses."""
+        before = state.current()
+        change()
+        after = state.current()
+        if before == after:
+            return
+        if before is not None and before.unit_id in tree:
+            outcome.add(tree, before.unit_id, before.day, {before.metric: -1})
+        if after is not None and after.unit_id in tree:
+            outcome.add(tree, after.unit_id, after.day, {after.metric: 1})
+
+    for event in events:
+        if event.event_id in counted:
+            outcome.duplicates += 1
+            continue
+        outcome.accepted += 1
+        day = LocalDate.of(event.occurred_at)
+        if event.type == EventType.EVENT_VOIDED:
+            record = CountedEvent(event.event_id, event.unit_id, day, {})
+            counted[event.event_id] = record
+            outcome.counted.append(record)
+            target = event.voids
+            if target is None or target in voided:
+                continue
+            voided.add(target)
+            outcome.newly_voided.append(target)
+            earlier = counted.get(target)
+            if earlier is None:
+                outcome.voids_pending += 1
+                continue
+            outcome.voids_applied += 1
+            if earlier.subject_id is not None:
+                state = subject(earlier.subject_id)
+                restate(state, partial(state.remove, target))
+            elif earlier.unit_id in tree:
+                outcome.add(tree, earlier.unit_id, earlier.day, negate(earlier.increments))
+            continue
+        if event.type == EventType.CERTIFICATION_STATUS:
+            assert event.subject_id is not None
+            record = CountedEvent(event.event_id, event.unit_id, day, {}, event.subject_id)
+            counted[event.event_id] = record
+            outcome.counted.append(record)
+            if event.event_id not in voided:
+                entry = StatusEntry(
+                    event.occurred_at,
+                    event.event_id,
+                    str(event.attributes["status"]),
+                    event.unit_id,
+                )
+                state = subject(event.subject_id)
+                restate(state, partial(state.add, entry))
+            continue
+        increments = {} if event.event_id in voided else contributions(event)
+        record = CountedEvent(event.event_id, event.unit_id, day, increments)
+        counted[event.event_id] = record
+        outcome.counted.append(record)
+        if increments:
+            outcome.add(tree, event.unit_id, day, increments)
+    return outcome
+
+
+def subjects_to_look_up(events: Iterable[Event], known: Known) -> set[str]:
+    """Records whose history the batch may change: its own and those of voided targets."""
+    subject_ids = {
+        event.subject_id
+        for event in events
+        if event.subject_id is not None and event.type == EventType.CERTIFICATION_STATUS
+    }
+    for event in events:
+        target = known.counted.get(event.voids) if event.voids is not None else None
+        if target is not None and target.subject_id is not None:
+            subject_ids.add(target.subject_id)
+    return subject_ids
+
+
+def ids_to_look_up(events: Iterable[Event]) -> set[str]:
+    """Every id the store must be asked about before folding: the events' and their targets'."""
+    ids: set[str] = set()
+    for event in events:
+        ids.add(event.event_id)
+        if event.voids is not None:
+            ids.add(event.voids)
+    return ids

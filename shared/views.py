@@ -1,0 +1,420 @@
+"""The read side: totals, progress, rankings and report tables, composed from the store and the
+pure domain. The API serves these; nothing here writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from shared.adapters.catalog import CatalogCache
+from shared.adapters.mongo import Store
+from shared.domain.campaigns import (
+    Campaign,
+    MetricProgress,
+    Target,
+    competition_ranks,
+    count_progress,
+    rate_progress,
+)
+from shared.domain.metrics import METRICS, Metric, MetricKind
+from shared.domain.periods import Period
+from shared.domain.reports import (
+    OnlineServicesRow,
+    PaymentsRow,
+    RateCell,
+    payments_rows,
+    payments_total,
+)
+from shared.domain.services_share import ServiceCatalogs, online_service_share
+from shared.domain.units import Unit, UnitLevel, UnitTree
+
+SERVICES_SHARE = "filing.services_with_online_share"
+PROCESSED_ONLINE = "filing.processed.online_rate"
+
+
+class NotFound(LookupError):
+    pass
+
+
+def json_number(value: Decimal | int | None) -> int | float | None:
+    """Exact integers stay integers; shares and percents become JSON numbers."""
+    if value is None or isinstance(value, int):
+        return value
+    if value == value.to_integral_value() and abs(value) < 10**15:
+        return int(value)
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricValue:
+    value: Decimal | int | None
+    numerator: int | None = None
+    denominator: int | None = None
+
+
+def metric_value(
+    definition: Metric,
+    unit_id: str,
+    totals: Mapping[str, int],
+    tree: UnitTree,
+    catalogs: ServiceCatalogs,
+) -> MetricValue:
+    if definition.kind != MetricKind.RATE:
+        return MetricValue(totals.get(definition.name, 0))
+    if definition.name == SERVICES_SHARE:
+        numerator, denominator = online_service_share(unit_id, tree, catalogs, totals)
+    else:
+        numerator = sum(totals.get(m, 0) for m in definition.numerator)
+        denominator = sum(totals.get(m, 0) for m in definition.denominator)
+    value = Decimal(numerator) / Decimal(denominator) if denominator else None
+    return MetricValue(value, numerator, denominator)
+
+
+class Views:
+    def __init__(
+        self, store: Store, catalog: CatalogCache, events_topic: str, event_partitions: int
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._topic = events_topic
+        self._partitions = event_partitions
+
+    async def _unit(self, unit_id: str) -> tuple[UnitTree, Unit]:
+        tree = await self._catalog.covering([unit_id])
+        unit = tree.get(unit_id)
+        if unit is None:
+            raise NotFound(f"unknown unit {unit_id!r}")
+        return tree, unit
+
+    async def as_of(self) -> datetime | None:
+        partitions = await self._store.partition_count(self._topic, self._partitions)
+        return await self._store.as_of(self._topic, partitions)
+
+    async def total(self, unit_id: str, metric: str, period: Period) -> dict[str, Any]:
+        definition = METRICS.get(metric)
+        if definition is None:
+            raise NotFound(f"unknown metric {metric!r}")
+        tree, _ = await self._unit(unit_id)
+        as_of = await self.as_of()
+        bounds = period.date_range()
+        first, last = bounds if bounds else (None, None)
+        totals = (await self._store.range_totals([unit_id], first, last))[unit_id]
+        catalogs = await self._catalogs_if(definition)
+        result = metric_value(definition, unit_id, totals, tree, catalogs)
+        body: dict[str, Any] = {
+            "unit_id": unit_id,
+            "metric": metric,
+            "period": str(period),
+            "value": json_number(result.value),
+            "as_of": as_of.isoformat() if as_of else None,
+        }
+        if definition.kind == MetricKind.RATE:
+            body["numerator"] = result.numerator
+            body["denominator"] = result.denominator
+        return body
+
+    async def _catalogs_if(self, definition: Metric) -> ServiceCatalogs:
+        if definition.name == SERVICES_SHARE:
+            return await self._store.service_catalogs_by_unit()
+        return {}
+
+    async def rankings(self, metric: str, period: Period, level: UnitLevel) -> dict[str, Any]:
+        definition = METRICS.get(metric)
+        if definition is None:
+            raise NotFound(f"unknown metric {metric!r}")
+        tree = self._catalog.tree
+        units = [u for u in tree.units() if u.level == level]
+        bounds = period.date_range()
+        first, last = bounds if bounds else (None, None)
+        totals = await self._store.range_totals([u.id for u in units], first, last)
+        catalogs = await self._catalogs_if(definition)
+        values = {u.id: metric_value(definition, u.id, totals[u.id], tree, catalogs) for u in units}
+        ranked = competition_ranks(
+            [
+                (unit_id, None if v.value is None else Decimal(v.value))
+                for unit_id, v in values.items()
+            ]
+        )
+        rows = []
+        for rank, unit_id, _ in ranked:
+            unit = tree.get(unit_id)
+            assert unit is not None
+            row: dict[str, Any] = {
+                "rank": rank,
+                "unit_id": unit_id,
+                "name": unit.name,
+                "value": json_number(values[unit_id].value),
+            }
+            if definition.kind == MetricKind.RATE:
+                row["numerator"] = values[unit_id].numerator
+                row["denominator"] = values[unit_id].denominator
+            rows.append(row)
+        as_of = await self.as_of()
+        return {
+            "metric": metric,
+            "period": str(period),
+            "level": level.value,
+            "as_of": as_of.isoformat() if as_of else None,
+            "units": rows,
+        }
+
+    async def progress(self, campaign_id: str, unit_id: str, today: date) -> dict[str, Any]:
+        campaign = await self._store.get_campaign(campaign_id)
+        if campaign is None:
+            raise NotFound(f"unknown campaign {campaign_id!r}")
+        tree, unit = await self._unit(unit_id)
+        targets = await self._store.targets_of(campaign_id)
+        metrics = list(dict.fromkeys(t.metric for t in targets))
+        own: dict[tuple[str, str], Target] = {(t.unit_id, t.metric): t for t in targets}
+        units = [unit, *tree.children(unit_id)]
+        ids = [u.id for u in units]
+        until = campaign.counted_until(today)
+        in_campaign = (
+            await self._store.range_totals(ids, campaign.starts, until)
+            if until >= campaign.starts
+            else {i: {} for i in ids}
+        )
+        window = campaign.pace_window(today)
+        in_window = await self._store.range_totals(ids, *window) if window else {i: {} for i in ids}
+        catalogs = await self._store.service_catalogs_by_unit() if SERVICES_SHARE in metrics else {}
+        as_of = await self.as_of()
+        return {
+            "campaign": {
+                "id": campaign.id,
+                "name": campaign.name,
+                "starts": campaign.starts.isoformat(),
+                "ends": campaign.ends.isoformat(),
+                "lagging_threshold": campaign.lagging_threshold,
+            },
+            "as_of": as_of.isoformat() if as_of else None,
+            "today": today.isoformat(),
+            "units": [
+                {
+                    "unit_id": u.id,
+                    "name": u.name,
+                    "level": u.level.value,
+                    "metrics": [
+                        _progress_json(
+                            _metric_progress(
+                                campaign,
+                                METRICS[m],
+                                u.id,
+                                own.get((u.id, m)),
+                                today,
+                                in_campaign[u.id],
+                                in_window[u.id],
+                                tree,
+                                catalogs,
+                            )
+                        )
+                        for m in metrics
+                    ],
+                }
+                for u in units
+            ],
+        }
+
+    async def payments_report(self, day: date) -> dict[str, Any]:
+        tree = self._catalog.tree
+        districts = report_order(tree, "payments", (UnitLevel.DISTRICT,))
+        ids = [u.id for u in districts]
+        spans = {
+            "day": await self._store.range_totals(ids, day, day),
+            "month": await self._store.range_totals(ids, day.replace(day=1), day),
+            "year": await self._store.range_totals(ids, day.replace(month=1, day=1), day),
+        }
+        rows = payments_rows(districts, spans)
+        as_of = await self.as_of()
+        return {
+            "report": "payments",
+            "date": day.isoformat(),
+            "as_of": as_of.isoformat() if as_of else None,
+            "rows": [_payments_json(row) for row in rows],
+            "total": _payments_json(payments_total(rows)),
+        }
+
+    async def online_services_report(
+        self,
+        day: date,
+        share_threshold: Decimal,
+        processed_threshold: Decimal,
+        campaign_id: str | None = None,
+    ) -> dict[str, Any]:
+        """With a campaign, each row is judged against that campaign's rate targets: the
+        unit's own, else its nearest ancestor's, else the thresholds given."""
+        tree = self._catalog.tree
+        targets: dict[tuple[str, str], Decimal] = {}
+        if campaign_id is not None:
+            if await self._store.get_campaign(campaign_id) is None:
+                raise NotFound(f"unknown campaign {campaign_id!r}")
+            targets = {
+                (t.unit_id, t.metric): t.target for t in await self._store.targets_of(campaign_id)
+            }
+
+        def threshold(unit_id: str, metric: str, default: Decimal) -> Decimal:
+            lineage = tree.lineage(unit_id) if unit_id in tree else ()
+            return next((targets[(u, metric)] for u in lineage if (u, metric) in targets), default)
+
+        root = next((u.id for u in tree.units() if u.parent_id is None), "")
+        share_threshold = threshold(root, SERVICES_SHARE, share_threshold)
+        processed_threshold = threshold(root, PROCESSED_ONLINE, processed_threshold)
+        units = report_order(tree, "online-services", (UnitLevel.DEPARTMENT, UnitLevel.DISTRICT))
+        ids = [u.id for u in units]
+        first = day.replace(month=1, day=1)
+        totals = await self._store.range_totals(ids, first, day)
+        catalogs = await self._store.service_catalogs_by_unit()
+        rows = []
+        for unit in units:
+            if not _offers_or_files(unit.id, tree, catalogs, totals[unit.id]):
+                continue  # a unit with no online services and no filings has no row
+            active, offered = online_service_share(unit.id, tree, catalogs, totals[unit.id])
+            processed = totals[unit.id].get("filing.processed", 0)
+            online = totals[unit.id].get("filing.processed.online", 0)
+            rows.append(
+                OnlineServicesRow(
+                    unit.id,
+                    unit.name,
+                    RateCell.of(
+                        active, offered, threshold(unit.id, SERVICES_SHARE, share_threshold)
+                    ),
+                    RateCell.of(
+                        online, processed, threshold(unit.id, PROCESSED_ONLINE, processed_threshold)
+                    ),
+                )
+            )
+        total = OnlineServicesRow(
+            "total",
+            "TỔNG",
+            RateCell.of(
+                sum(r.online_share.numerator for r in rows),
+                sum(r.online_share.denominator for r in rows),
+                share_threshold,
+            ),
+            RateCell.of(
+                sum(r.processed_online.numerator for r in rows),
+                sum(r.processed_online.denominator for r in rows),
+                processed_threshold,
+            ),
+        )
+        as_of = await self.as_of()
+        return {
+            "report": "online-services",
+            "date": day.isoformat(),
+            "from": first.isoformat(),
+            "campaign": campaign_id,
+            "thresholds": {
+                "online_share": json_number(share_threshold),
+                "processed_online": json_number(processed_threshold),
+            },
+            "as_of": as_of.isoformat() if as_of else None,
+            "rows": [_online_json(row) for row in rows],
+            "total": _online_json(total),
+        }
+
+
+def report_order(tree: UnitTree, report: str, levels: tuple[UnitLevel, ...]) -> list[Unit]:
+    """The report's units in the province's own row order, then any others of those levels
+    (a unit added later) in catalog order."""
+    layout = [unit_id for unit_id in report_layouts().get(report, []) if unit_id in tree]
+    listed = set(layout)
+    units = [tree.get(unit_id) for unit_id in layout]
+    units += [u for u in tree.units() if u.level in levels and u.id not in listed]
+    return [u for u in units if u is not None and u.level in levels]
+
+
+@lru_cache(maxsize=1)
+def report_layouts() -> dict[str, list[str]]:
+    text = resources.files("shared.data").joinpath("report_layouts.json").read_text("utf-8")
+    return {k: v for k, v in json.loads(text).items() if isinstance(v, list)}
+
+
+def _offers_or_files(
+    unit_id: str, tree: UnitTree, catalogs: ServiceCatalogs, totals: Mapping[str, int]
+) -> bool:
+    return bool(
+        totals.get("filing.processed", 0)
+        or totals.get("filing.submitted", 0)
+        or any(tree.is_within(owner, [unit_id]) for owner in catalogs if owner in tree)
+    )
+
+
+def _metric_progress(
+    campaign: Campaign,
+    definition: Metric,
+    unit_id: str,
+    target: Target | None,
+    today: date,
+    in_campaign: Mapping[str, int],
+    in_window: Mapping[str, int],
+    tree: UnitTree,
+    catalogs: ServiceCatalogs,
+) -> MetricProgress:
+    goal = target.target if target else None
+    if definition.kind == MetricKind.RATE:
+        value = metric_value(definition, unit_id, in_campaign, tree, catalogs)
+        return rate_progress(
+            campaign, definition.name, value.numerator or 0, value.denominator or 0, goal, today
+        )
+    return count_progress(
+        campaign,
+        definition.name,
+        in_campaign.get(definition.name, 0),
+        goal,
+        today,
+        in_window.get(definition.name, 0),
+    )
+
+
+def _progress_json(p: MetricProgress) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metric": p.metric,
+        "value": json_number(p.value),
+        "target": json_number(p.target),
+        "percent": json_number(p.percent),
+        "expected": json_number(p.expected),
+        "status": p.status.value if p.status else None,
+        "pace_ratio": json_number(p.pace_ratio),
+        "pace_last_7_days": json_number(p.pace_last_7_days),
+        "pace_needed_per_day": json_number(p.pace_needed_per_day),
+        "projected_completion": p.projected_completion.isoformat()
+        if p.projected_completion
+        else None,
+    }
+    if p.numerator is not None:
+        body["numerator"] = p.numerator
+        body["denominator"] = p.denominator
+    return body
+
+
+def _payments_json(row: PaymentsRow) -> dict[str, Any]:
+    body: dict[str, Any] = {"unit_id": row.unit_id, "name": row.name}
+    for span, kinds in row.spans.items():
+        body[span] = {
+            **{k: {"count": f.count, "amount_vnd": f.amount_vnd} for k, f in kinds.items()},
+            "all": {"count": row.grand(span).count, "amount_vnd": row.grand(span).amount_vnd},
+        }
+    return body
+
+
+def _rate_json(cell: RateCell) -> dict[str, Any]:
+    return {
+        "numerator": cell.numerator,
+        "denominator": cell.denominator,
+        "percent": json_number(cell.percent),
+        "verdict": cell.verdict,
+    }
+
+
+def _online_json(row: OnlineServicesRow) -> dict[str, Any]:
+    return {
+        "unit_id": row.unit_id,
+        "name": row.name,
+        "online_share": _rate_json(row.online_share),
+        "processed_online": _rate_json(row.processed_online),
+    }

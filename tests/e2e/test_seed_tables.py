@@ -1,0 +1,179 @@
+"""Replays of the province's April 2024 report tables: the events that would have produced each
+table go through the real ingest service, and the report endpoints give the table back."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from openpyxl import load_workbook
+
+from shared.domain.periods import LocalDate
+from tests.conftest import Pipeline, post_many
+from tests.replay import online_service_events, online_share_fractions, payment_events, rounds_to
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "seed_tables"
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text("utf-8"))
+    return data
+
+
+def units_under(pipeline: Pipeline) -> dict[str, list[str]]:
+    """Each unit and its communes: where its events are posted, to exercise the rollups."""
+    units = httpx.get(pipeline.url("api", "/v1/units"), headers=pipeline.headers()).json()
+    places: dict[str, list[str]] = {u["id"]: [u["id"]] for u in units}
+    for unit in units:
+        if unit["level"] == "commune":
+            places[unit["parent_id"]].append(unit["id"])
+    return places
+
+
+def report(
+    pipeline: Pipeline, name: str, day: str, fmt: str = "json", **params: Any
+) -> httpx.Response:
+    response = httpx.get(
+        pipeline.url("api", f"/v1/reports/{name}"),
+        params={"date": day, "format": fmt, **params},
+        headers=pipeline.headers(),
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_payments_table_of_22_april_2024_is_reproduced_exactly(pipeline: Pipeline) -> None:
+    table = load("payments_2024-04-22.json")
+    events = payment_events(table, units_under(pipeline), seed=462)
+    # Field apps retry: a tenth of the events arrive twice, in other batches.
+    asyncio.run(post_many(pipeline, events + events[::10]))
+    pipeline.wait_reflected(timeout_s=120)
+    body = report(pipeline, "payments", "2024-04-22").json()
+    assert [row["unit_id"] for row in body["rows"]] == [row["unit_id"] for row in table["rows"]]
+    for got, want in zip(body["rows"], table["rows"], strict=True):
+        for span in ("day", "month", "year"):
+            for kind in ("nvtc", "fee"):
+                assert got[span][kind] == want[span][kind], (want["name"], span, kind)
+    for span in ("day", "month", "year"):
+        for kind in ("nvtc", "fee"):
+            assert body["total"][span][kind] == table["total"][span][kind]
+        assert body["total"][span]["all"] == table["grand_total"][span]
+    assert body["total"]["year"]["all"] == {"count": 14_362, "amount_vnd": 33_224_853_808}
+
+    # The same rows as CSV and XLSX, with the report's Vietnamese headers.
+    text = report(pipeline, "payments", "2024-04-22", "csv").content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][:3] == ["TT", "TÊN ĐƠN VỊ", "Ngày 22/4/2024 - NVTC - Số GD"]
+    assert rows[1][1] == "Thành phố Đồng Xoài"
+    assert [int(v) for v in rows[1][2:6]] == [27, 102_308_552, 99, 34_392_000]
+    assert rows[-1][0] == "#"
+    assert int(rows[-1][-1]) == 33_224_853_808
+    xlsx = report(pipeline, "payments", "2024-04-22", "xlsx").content
+    sheet = load_workbook(io.BytesIO(xlsx)).active
+    assert sheet is not None
+    values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert values[2][1] == "Thành phố Đồng Xoài"
+    assert values[-1][-1] == 33_224_853_808
+    assert len(values) == 2 + len(table["rows"]) + 1
+
+
+def _shown(cell: dict[str, Any], percent: str) -> bool:
+    return rounds_to(cell["numerator"], cell["denominator"], percent)
+
+
+def test_online_services_table_of_21_april_2024_is_reproduced(pipeline: Pipeline) -> None:
+    table = load("online_services_2024-04-21.json")
+    fractions = online_share_fractions(table)
+    catalogs, events = online_service_events(table, fractions, units_under(pipeline), seed=363)
+    for unit_id, services in catalogs.items():
+        response = httpx.put(
+            pipeline.url("api", f"/v1/units/{unit_id}/services"),
+            json={"services": services},
+            headers=pipeline.headers(),
+        )
+        assert response.status_code == 204, response.text
+    asyncio.run(post_many(pipeline, events))
+    pipeline.wait_reflected(timeout_s=120)
+    body = report(pipeline, "online-services", "2024-04-21").json()
+    assert [row["unit_id"] for row in body["rows"]] == [row["unit_id"] for row in table["rows"]]
+    disagreements = []
+    for got, want in zip(body["rows"], table["rows"], strict=True):
+        assert _shown(got["online_share"], want["online_share_percent"]), want["name"]
+        assert got["online_share"]["verdict"] == want["online_share_verdict"], want["name"]
+        assert _shown(got["processed_online"], want["processed_online_percent"]), want["name"]
+        if got["processed_online"]["verdict"] != want["processed_online_verdict"]:
+            disagreements.append(want["unit_id"])
+    # Where the source's own verdict contradicts its 50% threshold (see the fixture's notes),
+    # the product follows the threshold; everywhere else it agrees with the source.
+    assert disagreements == ["so-tt-tt", "so-y-te", "bu-gia-map"]
+    total = body["total"]["online_share"]
+    assert _shown(total, table["total"]["online_share_percent"])
+    assert total["verdict"] == table["total"]["online_share_verdict"]
+    assert (total["numerator"], total["denominator"]) == (
+        sum(k for k, _ in fractions.values()),
+        sum(n for _, n in fractions.values()),
+    )
+    # Sum over sum, not an average of the rows' shares.
+    processed = body["total"]["processed_online"]
+    assert processed["numerator"] == sum(r["processed_online"]["numerator"] for r in body["rows"])
+    assert processed["percent"] == float(
+        (Decimal(processed["numerator"] * 100) / processed["denominator"]).quantize(
+            Decimal("0.01"), ROUND_HALF_UP
+        )
+    )
+    # The share as a metric of /v1/totals for all of 2024, which also holds the filings made
+    # after the report's day: recounted independently from the events sent.
+    offered = {service for services in catalogs.values() for service in services}
+    active_2024 = {
+        e["attributes"]["service_id"]
+        for e in events
+        if e["type"] == "filing.submitted"
+        and e["attributes"]["channel"] == "online"
+        and e["attributes"]["service_id"] in offered
+        and LocalDate.of(datetime.fromisoformat(e["occurred_at"])).year == 2024
+    }
+    share = pipeline.total("binh-phuoc", "filing.services_with_online_share", "year:2024")
+    assert (share["numerator"], share["denominator"]) == (len(active_2024), len(offered))
+    bu_dang = pipeline.total("bu-dang", "filing.services_with_online_share", "year:2024")
+    bu_dang_active = {s for s in active_2024 if s.startswith("bu-dang.")}
+    assert (bu_dang["numerator"], bu_dang["denominator"]) == (
+        len(bu_dang_active),
+        len(catalogs["bu-dang"]),
+    )
+    text = report(pipeline, "online-services", "2024-04-21", "csv").content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[1][1] == "Sở Giáo dục và Đào tạo"
+    assert rows[-1][1] == "TỔNG"
+
+    # Thresholds from a campaign's rate targets: a province-wide 40%, and 60% for Sở Y tế.
+    campaign = "dvc-2024-test"
+    assert httpx.put(
+        pipeline.url("api", f"/v1/campaigns/{campaign}"),
+        json={"name": "DVCTT 2024", "starts": "2024-01-01", "ends": "2024-12-31"},
+        headers=pipeline.headers(),
+    ).status_code in (200, 201)
+    assert (
+        httpx.put(
+            pipeline.url("api", f"/v1/campaigns/{campaign}/targets"),
+            json=[
+                {"unit_id": "binh-phuoc", "metric": "filing.processed.online_rate", "target": 0.4},
+                {"unit_id": "so-y-te", "metric": "filing.processed.online_rate", "target": 0.6},
+            ],
+            headers=pipeline.headers(),
+        ).status_code
+        == 200
+    )
+    judged = report(pipeline, "online-services", "2024-04-21", campaign=campaign).json()
+    verdicts = {r["unit_id"]: r["processed_online"]["verdict"] for r in judged["rows"]}
+    assert verdicts["dong-xoai"] == "Đạt"  # 49.5% ≥ 40%
+    assert verdicts["so-y-te"] == "Không đạt"  # 45.4% < its own 60%
+    assert verdicts["bu-dang"] == "Không đạt"  # 27% < 40%
+    assert judged["thresholds"]["processed_online"] == 0.4

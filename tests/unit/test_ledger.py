@@ -1,0 +1,131 @@
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from shared.domain.events import Event
+from shared.domain.ledger import CountedEvent, Known, fold, ids_to_look_up
+from shared.domain.metrics import METRICS, contributions
+from shared.domain.periods import LocalDate
+from shared.domain.units import Unit, UnitLevel, UnitTree
+
+ICT = timezone(timedelta(hours=7))
+TREE = UnitTree(
+    [
+        Unit("p", "Tỉnh", UnitLevel.PROVINCE, None),
+        Unit("d", "Huyện", UnitLevel.DISTRICT, "p"),
+        Unit("c", "Xã", UnitLevel.COMMUNE, "d"),
+        Unit("c2", "Xã 2", UnitLevel.COMMUNE, "d"),
+        Unit("s", "Sở", UnitLevel.DEPARTMENT, "p"),
+    ]
+)
+DAY = LocalDate(2024, 4, 22)
+
+
+def ev(event_id: str, kind: str = "eid.activated", **fields: Any) -> Event:
+    data: dict[str, Any] = {
+        "event_id": event_id,
+        "type": kind,
+        "unit_id": "c",
+        "occurred_at": datetime(2024, 4, 22, 9, 0, tzinfo=ICT),
+        "attributes": {"level": 1},
+    }
+    data.update(fields)
+    return Event.model_validate(data)
+
+
+def pay(event_id: str, amount: int, kind: str = "nvtc", **fields: Any) -> Event:
+    return ev(event_id, "payment.succeeded", attributes={"kind": kind}, amount_vnd=amount, **fields)
+
+
+def void(event_id: str, target: str) -> Event:
+    return ev(event_id, "event.voided", attributes={"voids": target})
+
+
+def test_a_count_rolls_up_to_every_ancestor() -> None:
+    outcome = fold([ev("a")], Known(), TREE)
+    assert outcome.cells == {
+        ("c", DAY): {"eid.activated": 1},
+        ("d", DAY): {"eid.activated": 1},
+        ("p", DAY): {"eid.activated": 1},
+    }
+
+
+def test_money_is_summed_as_exact_integers() -> None:
+    amounts = [102_308_552, 33_224_853_808, 1, 999_999_999_999]
+    outcome = fold([pay(str(i), a) for i, a in enumerate(amounts)], Known(), TREE)
+    cell = outcome.cells[("p", DAY)]
+    assert cell["payment.nvtc.amount_vnd"] == sum(amounts)
+    assert isinstance(cell["payment.nvtc.amount_vnd"], int)
+    assert cell["payment.nvtc.count"] == 4
+
+
+def test_local_day_decides_the_cell() -> None:
+    late = ev("late", occurred_at=datetime(2024, 4, 22, 16, 30, tzinfo=UTC))  # 23:30 local
+    after = ev("after", occurred_at=datetime(2024, 4, 22, 17, 0, tzinfo=UTC))  # 00:00 on 23/4
+    outcome = fold([late, after], Known(), TREE)
+    assert outcome.cells[("c", DAY)] == {"eid.activated": 1}
+    assert outcome.cells[("c", LocalDate(2024, 4, 23))] == {"eid.activated": 1}
+
+
+def test_duplicates_in_a_batch_and_from_the_store_count_once() -> None:
+    earlier = CountedEvent("b", "c", DAY, {"eid.activated": 1})
+    outcome = fold([ev("a"), ev("a"), ev("b")], Known(counted={"b": earlier}), TREE)
+    assert outcome.cells[("p", DAY)] == {"eid.activated": 1}
+    assert (outcome.accepted, outcome.duplicates) == (1, 2)
+    assert [c.event_id for c in outcome.counted] == ["a"]
+
+
+def test_void_after_event_in_same_batch_cancels_it() -> None:
+    outcome = fold([pay("a", 500), void("v", "a")], Known(), TREE)
+    assert outcome.cells[("p", DAY)] == {"payment.nvtc.count": 0, "payment.nvtc.amount_vnd": 0}
+    assert outcome.newly_voided == ["a"]
+
+
+def test_void_of_event_counted_earlier_subtracts_its_contribution() -> None:
+    earlier = CountedEvent(
+        "a", "c2", LocalDate(2024, 3, 1), {"payment.fee.count": 1, "payment.fee.amount_vnd": 700}
+    )
+    outcome = fold([void("v", "a")], Known(counted={"a": earlier}), TREE)
+    assert outcome.cells[("c2", LocalDate(2024, 3, 1))] == {
+        "payment.fee.count": -1,
+        "payment.fee.amount_vnd": -700,
+    }
+    assert ("c", DAY) not in outcome.cells
+    assert outcome.voids_applied == 1
+
+
+def test_void_before_event_makes_it_count_for_nothing() -> None:
+    first = fold([void("v", "a")], Known(), TREE)
+    assert first.voids_pending == 1 and first.newly_voided == ["a"]
+    later = fold([pay("a", 500)], Known(voided=frozenset({"a"})), TREE)
+    assert later.cells == {}
+    assert [c.event_id for c in later.counted] == ["a"]
+
+
+def test_voided_event_posted_again_stays_voided() -> None:
+    counted = {"a": CountedEvent("a", "c", DAY, {"eid.activated": 1})}
+    outcome = fold([ev("a")], Known(counted=counted, voided=frozenset({"a"})), TREE)
+    assert outcome.cells == {}
+    assert outcome.duplicates == 1
+
+
+def test_a_second_void_of_the_same_event_does_nothing() -> None:
+    outcome = fold([ev("a"), void("v1", "a"), void("v2", "a")], Known(), TREE)
+    assert outcome.cells[("p", DAY)] == {"eid.activated": 0}
+    assert outcome.voids_applied == 1
+
+
+def test_ids_to_look_up_include_void_targets() -> None:
+    assert ids_to_look_up([ev("a"), void("v", "z")]) == {"a", "v", "z"}
+
+
+def test_contributions_by_type() -> None:
+    filing = ev("f", "filing.processed", attributes={"channel": "online", "on_time": False})
+    assert contributions(filing) == {"filing.processed": 1, "filing.processed.online": 1}
+    offline = ev("g", "filing.submitted", attributes={"channel": "offline", "service_id": "s1"})
+    assert contributions(offline) == {"filing.submitted": 1}
+    failed = ev("h", "payment.failed", attributes={"kind": "fee"})
+    assert contributions(failed) == {"payment.failed.count": 1}
+    level2 = ev("i", attributes={"level": 2})
+    assert contributions(level2) == {"eid.activated": 1, "eid.activated.level2": 1}
+    for event in (filing, offline, failed, level2):
+        assert all(metric in METRICS for metric in contributions(event))
