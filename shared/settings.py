@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     # How long ingest waits for the broker's acknowledgement before answering 503.
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    # Ids each ingest process remembers in memory (about 150 bytes each) to answer re-posts
+    # without asking the database; older ids are still found there.
+    ingest_recent_ids: int = Field(default=200_000, ge=0)
     # Consumer tuning; tests shorten the group timings (see INFRA: joins take half the session).
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
@@ -118,6 +118,32 @@ class Views:
             body["numerator"] = result.numerator
             body["denominator"] = result.denominator
         return body
+
+    async def daily_series(
+        self, unit_id: str, metric: str, first: date, last: date
+    ) -> dict[str, Any]:
+        """A unit's value of a metric on each local day of [first, last] (every day listed,
+        0 or null when nothing happened): the dashboard's daily chart."""
+        definition = METRICS.get(metric)
+        if definition is None:
+            raise NotFound(f"unknown metric {metric!r}")
+        tree, _ = await self._unit(unit_id)
+        as_of = await self.as_of()
+        by_day = await self._store.daily_totals(unit_id, first, last)
+        catalogs = await self._catalogs_if(definition)
+        days = []
+        for offset in range((last - first).days + 1):
+            day = first + timedelta(days=offset)
+            result = metric_value(definition, unit_id, by_day.get(day, {}), tree, catalogs)
+            days.append({"date": day.isoformat(), "value": json_number(result.value)})
+        return {
+            "unit_id": unit_id,
+            "metric": metric,
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "as_of": as_of.isoformat() if as_of else None,
+            "days": days,
+        }
 
     async def _catalogs_if(self, definition: Metric) -> ServiceCatalogs:
         if definition.name == SERVICES_SHARE:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from deploy.local.dashboard import viewer_token
+from deploy.local.prometheus import start_prometheus, write_config
 from deploy.local.stack import LOCAL, REPO, LocalStack, PortInUse
 from shared.admin import init
 from shared.settings import Settings
@@ -47,6 +49,10 @@ def main() -> int:
         "aggregator": int(env.get("AGGREGATOR_PORT", "8082")),
     }
     token = admin_token(data_dir)
+    # `make run PROMETHEUS=1`: Prometheus with the alert rules, scraping the three services.
+    prometheus_port = (
+        int(env.get("PROMETHEUS_PORT", "9090")) if env.get("PROMETHEUS", "") not in ("", "0") else 0
+    )
     service_env = {
         "KAFKA_BOOTSTRAP": env.get("KAFKA_BOOTSTRAP", stack.kafka_bootstrap),
         "MONGODB_URI": env.get("MONGODB_URI", stack.mongodb_uri),
@@ -74,17 +80,30 @@ def main() -> int:
             kafka_bootstrap=service_env["KAFKA_BOOTSTRAP"], mongodb_uri=service_env["MONGODB_URI"]
         )
         count = asyncio.run(init(settings))
+        viewer = viewer_token(settings, data_dir / "viewer_token")
         for name in ("aggregator", "ingest", "api"):
             stack.start_service(name, ports[name], service_env)
+        if prometheus_port:
+            config = write_config(LOCAL / "prometheus", ports)
+            start_prometheus(stack, config, prometheus_port, data_dir / "prometheus")
     except (PortInUse, RuntimeError, TimeoutError) as exc:
         print(f"make run: {exc}", file=sys.stderr)
         print(f"logs: {stack.log_dir}", file=sys.stderr)
         stack.stop_all()
         return 1
+    # Debian's package serves the classic UI only (its React UI is not packaged).
+    prometheus_lines = (
+        f"  Prometheus alerts    http://127.0.0.1:{prometheus_port}/classic/alerts"
+        "   (rules: /classic/rules)\n"
+        if prometheus_port
+        else ""
+    )
     print(
         f"""
 Campaign tracker is running ({time.monotonic() - started:.1f} s to start, {count} units loaded).
 
+  Dashboard            http://127.0.0.1:{ports["api"]}/   (sign in with the viewer token below)
+  Viewer token         {viewer}
   API + OpenAPI docs   http://127.0.0.1:{ports["api"]}/docs
   Ingest               http://127.0.0.1:{ports["ingest"]}/v1/events   (docs: /docs)
   Aggregator           http://127.0.0.1:{ports["aggregator"]}/metrics  (/healthz)
@@ -92,7 +111,7 @@ Campaign tracker is running ({time.monotonic() - started:.1f} s to start, {count
   MongoDB (SecantusDB) {service_env["MONGODB_URI"]}
   Data                 {data_dir}
   Logs                 {stack.log_dir}
-
+{prometheus_lines}
   Admin token          {token}
 
 Try:

@@ -14,11 +14,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaMessage
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 
+from shared.adapters.aggregator_metrics import TimedStore, observe_batch, report_lag_forever
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.kafka import make_broker
-from shared.adapters.mongo import Store, connect
+from shared.adapters.metrics import render_metrics
+from shared.adapters.mongo import connect
 from shared.aggregation import BatchApplier, DeadLetter
 from shared.settings import Settings, get_settings
 
@@ -42,7 +44,7 @@ DEAD_LETTERS = Counter("aggregator_dead_letters_total", "Records sent to the dea
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
     settings = settings or get_settings()
     client = connect(settings.mongodb_uri, app_name="aggregator")
-    store = Store(client, settings.mongodb_db)
+    store = TimedStore(client, settings.mongodb_db)  # Store, timing its batch writes
     catalog = CatalogCache(store)
     broker = make_broker(settings, client_id="aggregator")
 
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         BATCH_SIZE.observe(len(records))
+        observe_batch(records)
         outcome = report.outcome
         EVENTS_PROCESSED.labels("counted").inc(outcome.accepted)
         EVENTS_PROCESSED.labels("duplicate").inc(outcome.duplicates)
@@ -143,6 +146,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     async def started() -> None:
         background.append(asyncio.create_task(mark_caught_up_forever()))
+        lag = report_lag_forever(
+            lambda: getattr(subscriber, "consumer", None), applier.applied, settings.events_topic
+        )
+        background.append(asyncio.create_task(lag))
 
     async def stop() -> None:
         for task in background:
@@ -155,7 +162,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     @get
     async def metrics(scope: Any) -> AsgiResponse:
-        return AsgiResponse(generate_latest(), 200, headers={"content-type": CONTENT_TYPE_LATEST})
+        body, content_type = await render_metrics()
+        return AsgiResponse(body, 200, headers={"content-type": content_type})
 
     return AsgiFastStream(
         broker,

@@ -17,11 +17,13 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, s
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
+from services.api.dashboard import dashboard_routes
 from services.api.reports import report_routes
 from shared.adapters.auth import Authenticator, require_admin
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.http import add_operational_routes
 from shared.adapters.mongo import Store, connect
+from shared.campaign_gauges import CampaignGauges
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SAFE_TOKEN_PATTERN, SERVICE_ID_PATTERN, UNIT_ID_PATTERN
 from shared.domain.periods import InvalidPeriod, Period, today_local
@@ -145,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Live totals, progress against targets, rankings, reports, units and "
         "tokens (contract v1).",
     )
-    add_operational_routes(app, "api")
+    add_operational_routes(app, "api", [CampaignGauges(store, catalog, views)])
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -347,6 +349,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(await views.progress(campaign_id, unit_id, today))
 
     app.include_router(report_routes(views, catalog, reader))
+    app.include_router(dashboard_routes(views, reader))
 
     @app.get(
         "/v1/stream",

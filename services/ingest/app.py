@@ -18,6 +18,7 @@ from shared.adapters.catalog import CatalogCache
 from shared.adapters.http import add_operational_routes
 from shared.adapters.kafka import BrokerUnavailable, EventPublisher, make_broker
 from shared.adapters.mongo import Store, connect
+from shared.dedup import InFlightIds, RecentIds
 from shared.domain.access import Principal, Role
 from shared.domain.events import Event
 from shared.domain.intake import (
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     authenticator = Authenticator(store, settings.admin_token)
     broker = make_broker(settings, client_id="ingest")
     publisher = EventPublisher(broker, settings.events_topic, settings.publish_timeout_s)
+    recent = RecentIds(settings.ingest_recent_ids)
+    in_flight = InFlightIds()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -149,12 +152,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             outside = out_of_scope(events, tree, principal.scope)
             if outside:
                 return _problem_response(403, "events outside the token's scope", outside, "scope")
+        ids = [event.event_id for event in events]
         try:
-            known = await store.already_accepted([event.event_id for event in events])
-            fresh, duplicates = split_duplicates(events, known)
-            with PUBLISH_LATENCY.time():
-                await publisher.publish(fresh)
-            await store.remember_accepted([event.event_id for event in fresh])
+            async with in_flight.claim(ids):
+                known = {event_id for event_id in ids if event_id in recent}
+                known |= await store.already_accepted([i for i in ids if i not in known])
+                fresh, duplicates = split_duplicates(events, known)
+                with PUBLISH_LATENCY.time():
+                    await publisher.publish(fresh)
+                fresh_ids = [event.event_id for event in fresh]
+                await store.remember_accepted(fresh_ids)
+                recent.remember(fresh_ids)
         except BrokerUnavailable:
             EVENTS_REJECTED.labels("broker_unavailable").inc()
             return JSONResponse(

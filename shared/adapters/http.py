@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from pymongo.errors import PyMongoError
+
+from shared.adapters.metrics import ScrapeCollector, render_metrics
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +20,8 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",
-    "HTTP request latency by route",
-    ["service", "route"],
+    "HTTP request latency by route and status",
+    ["service", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -27,7 +29,12 @@ HTTP_LATENCY = Histogram(
 DATABASE_RETRY_AFTER_S = 5
 
 
-def add_operational_routes(app: FastAPI, service: str) -> None:
+def add_operational_routes(
+    app: FastAPI, service: str, collectors: Sequence[ScrapeCollector] = ()
+) -> None:
+    """`/healthz`, `/metrics` (with `collectors` computed on each scrape), request metrics and
+    the database-down answer."""
+
     @app.exception_handler(PyMongoError)
     async def database_unavailable(_: Request, exc: PyMongoError) -> JSONResponse:
         # Nothing was accepted (an event already in the log is deduplicated when retried).
@@ -44,7 +51,8 @@ def add_operational_routes(app: FastAPI, service: str) -> None:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = await render_metrics(collectors)
+        return Response(body, media_type=content_type)
 
     @app.middleware("http")
     async def measure(
@@ -55,6 +63,7 @@ def add_operational_routes(app: FastAPI, service: str) -> None:
         route = request.scope.get("route")
         # The route template, never the raw path: raw paths would be unbounded label values.
         label = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(service, label, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(service, label).observe(time.perf_counter() - started)
+        status = str(response.status_code)
+        HTTP_REQUESTS.labels(service, label, status).inc()
+        HTTP_LATENCY.labels(service, label, status).observe(time.perf_counter() - started)
         return response

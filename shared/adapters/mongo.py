@@ -25,7 +25,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -96,7 +96,6 @@ class Store:
         await self.ledger.create_index("ids")
         await self.ledger.create_index("voided")
         await self.tokens.create_index("name", unique=True)
-        await self.accepted.create_index("ids")
         await self.targets.create_index([("campaign", 1), ("unit_id", 1)])
 
     # -- units ---------------------------------------------------------------------------
@@ -372,6 +371,24 @@ class Store:
                     _add_into(target, values)
         return {unit_id: dict(values) for unit_id, values in result.items()}
 
+    async def daily_totals(
+        self, unit_id: str, first: date, last: date
+    ) -> dict[date, dict[str, int]]:
+        """Each local day's totals of a unit (and everything under it) in [first, last], for
+        the dashboard's daily chart: one query over the month documents, days read from `d`."""
+        query: Document = {
+            "u": unit_id,
+            "m": {"$gte": first.strftime("%Y-%m"), "$lte": last.strftime("%Y-%m")},
+        }
+        days: dict[date, dict[str, int]] = {}
+        async for doc in self.totals.find(query, {"m": 1, "d": 1}):
+            year, month = (int(part) for part in doc["m"].split("-"))
+            for day_key, values in (doc.get("d") or {}).items():
+                day = date(year, month, int(day_key))
+                if first <= day <= last:
+                    _add_into(days.setdefault(day, defaultdict(int)), values)
+        return {day: dict(values) for day, values in days.items()}
+
     # -- campaigns and targets -----------------------------------------------------------
 
     async def put_campaign(self, campaign: Campaign, *, only_if_new: bool = False) -> bool:
@@ -470,15 +487,20 @@ class Store:
     async def already_accepted(self, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
-        wanted = set(ids)
-        found: set[str] = set()
-        async for doc in self.accepted.find({"ids": {"$in": list(wanted)}}, {"ids": 1}):
-            found.update(event_id for event_id in doc["ids"] if event_id in wanted)
-        return found
+        # One small document per id: a batch-sized document would be returned whole for every
+        # id found in it (measured: 7.9 s instead of 0.5 s for 900 duplicates of 1,000).
+        query = {"_id": {"$in": sorted(set(ids))}}
+        return {doc["_id"] async for doc in self.accepted.find(query, {"_id": 1})}
 
     async def remember_accepted(self, ids: Sequence[str]) -> None:
-        if ids:
-            await self.accepted.insert_one({"at": datetime.now(UTC), "ids": list(ids)})
+        if not ids:
+            return
+        try:
+            await self.accepted.insert_many([{"_id": event_id} for event_id in ids], ordered=False)
+        except BulkWriteError as exc:
+            # Another replica remembered some of them first; anything else is a real failure.
+            if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
+                raise
 
 
 def _parse_local_date(text: str) -> LocalDate:

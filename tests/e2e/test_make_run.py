@@ -87,6 +87,17 @@ def test_make_run_starts_everything_restarts_a_dead_service_and_stops_cleanly(
         assert re.search(r"\b\d{2,} units loaded", output)
         headers = {"Authorization": f"Bearer {token.group(1)}"}
         ingest = f"http://127.0.0.1:{ports['INGEST']}/v1/events"
+        # The dashboard's address, and a viewer token that reads but cannot post.
+        dashboard = f"http://127.0.0.1:{ports['API']}/"
+        assert re.search(rf"Dashboard\s+{re.escape(dashboard)}\s", output)
+        viewer = re.search(r"Viewer token\s+(\S+)", output)
+        assert viewer and viewer.group(1) not in dashboard
+        page = httpx.get(dashboard)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        as_viewer = {"Authorization": f"Bearer {viewer.group(1)}"}
+        assert httpx.get(dashboard + "v1/units", headers=as_viewer).status_code == 200
+        viewer_post = make_event("cccd.issued", "bu-dang-minh-hung", at("2024-04-22"))
+        assert httpx.post(ingest, json=viewer_post, headers=as_viewer).status_code == 403
         totals = f"http://127.0.0.1:{ports['API']}/v1/totals"
         params = {"unit_id": "binh-phuoc", "metric": "cccd.issued", "period": "day:2024-04-22"}
         event = make_event("cccd.issued", "bu-dang-minh-hung", at("2024-04-22", 23, 30))

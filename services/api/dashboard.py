@@ -1,0 +1,75 @@
+"""The live monitoring dashboard at `/`, and the daily series its chart draws.
+
+The page is three static files (HTML, JS, CSS) in `dashboard/`: no build step, nothing loaded
+from the internet. It holds no data and no secret, so it is served without a token; the script
+asks for a viewer token, keeps it in sessionStorage and sends it as a bearer header to the JSON
+endpoints and to `GET /v1/stream` (read with fetch, as EventSource cannot send headers), so the
+token never appears in a URL, a referrer or an access log.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse
+
+from shared.domain.events import UNIT_ID_PATTERN
+from shared.views import Views
+
+ASSETS = Path(__file__).with_name("dashboard")
+MAX_SERIES_DAYS = 366
+
+# Only our own files run, styles come from our stylesheet, and data only from this origin.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+_TYPES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+
+
+def _asset(name: str) -> Response:
+    # Read on each request (three small files): an upgraded page is served without a restart.
+    return Response((ASSETS / name).read_bytes(), media_type=_TYPES[name], headers=SECURITY_HEADERS)
+
+
+def dashboard_routes(views: Views, reader: Depends) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return _asset("index.html")
+
+    @router.get("/dashboard/{name}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        if name not in _TYPES or name == "index.html":
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+        return _asset(name)
+
+    @router.get("/v1/series", dependencies=[reader], tags=["dashboard"])
+    async def series(
+        unit_id: str = Query(pattern=UNIT_ID_PATTERN),
+        metric: str = Query(max_length=64),
+        from_: date = Query(alias="from", description="first local day"),
+        to: date = Query(description="last local day (at most 366 days after `from`)"),
+    ) -> JSONResponse:
+        """A unit's value of a metric for each local day of [from, to], every day listed (the
+        dashboard's daily chart; sums of these days equal `/v1/totals` for any period)."""
+        if to < from_ or to - from_ >= timedelta(days=MAX_SERIES_DAYS):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"`to` must be from `from` up to {MAX_SERIES_DAYS} days after it",
+            )
+        return JSONResponse(await views.daily_series(unit_id, metric, from_, to))
+
+    return router

@@ -1,0 +1,186 @@
+"""The aggregator's pipeline metrics beyond the batch counters of services/aggregator/app.py:
+events by type, consumer lag per partition (records and seconds) and freshness.
+
+Its own module, imported by the aggregator only: ingest and the API must not export these
+(an unlabelled gauge would show as 0 there)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.adapters.mongo import Store
+
+EVENTS_BY_TYPE = Counter(
+    "aggregator_events_processed_total",
+    "Records of applied batches by event type (duplicates and redeliveries included; "
+    "`invalid` for records that are not events)",
+    ["type"],
+)
+DB_WRITE_DURATION = Histogram(
+    "aggregator_db_write_duration_seconds",
+    "Time to write one batch's totals, ledger entry and offsets inside its transaction (the "
+    "commit and the reads are in aggregator_batch_duration_seconds)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CONSUMER_LAG_RECORDS = Gauge(
+    "aggregator_consumer_lag_records",
+    "Records appended to the partition and not yet applied to the totals",
+    ["partition"],
+    multiprocess_mode="livemax",
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "aggregator_consumer_lag_seconds",
+    "How long the oldest record not yet in the totals has waited (0 when caught up)",
+    ["partition"],
+    multiprocess_mode="livemax",
+)
+LAST_RECORD_TIMESTAMP = Gauge(
+    "aggregator_last_applied_record_timestamp_seconds",
+    "Log (append) timestamp of the newest record applied, per partition",
+    ["partition"],
+    multiprocess_mode="livemax",
+)
+NEWEST_EVENT_TIME = Gauge(
+    "aggregator_newest_event_time_seconds",
+    "occurred_at of the newest event applied so far (freshness of the totals)",
+    multiprocess_mode="livemax",
+)
+
+
+class Record(Protocol):
+    """The parts of a consumed Kafka record read here (aiokafka's ConsumerRecord has them)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+# This process's newest applied record per partition (log time, seconds): the lag's reference.
+_last_record_at: dict[int, float] = {}
+_newest_event_at = 0.0
+
+
+def observe_batch(records: Sequence[Record]) -> None:
+    """Per-type counts and freshness of a batch that was applied.
+
+    Only the `type` and `occurred_at` fields are read, so a record the aggregator could not
+    count still shows here (as `invalid`) instead of breaking the metrics."""
+    global _newest_event_at
+    by_type: dict[str, int] = {}
+    for record in records:
+        kind = "invalid"
+        try:
+            payload = json.loads(record.value or b"")
+            if isinstance(payload, dict):
+                kind = str(payload.get("type") or "invalid")[:64]
+                occurred = payload.get("occurred_at")
+                if isinstance(occurred, str):
+                    _newest_event_at = max(_newest_event_at, _epoch(occurred))
+        except (UnicodeDecodeError, ValueError):
+            pass
+        by_type[kind] = by_type.get(kind, 0) + 1
+        at = record.timestamp / 1000
+        if at > _last_record_at.get(record.partition, 0.0):
+            _last_record_at[record.partition] = at
+            LAST_RECORD_TIMESTAMP.labels(str(record.partition)).set(at)
+    for kind, count in by_type.items():
+        # The event types are the contract's closed set; any other `type` is a dead letter and
+        # is cut to 64 characters, and only a token holder can post: the label stays bounded.
+        EVENTS_BY_TYPE.labels(kind).inc(count)
+    if _newest_event_at:
+        NEWEST_EVENT_TIME.set(_newest_event_at)
+
+
+def _epoch(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return 0.0
+    return moment.timestamp() if moment.tzinfo else 0.0
+
+
+class LagSource(Protocol):
+    """What the lag needs from the Kafka consumer (aiokafka's AIOKafkaConsumer has it)."""
+
+    def assignment(self) -> Any: ...
+    def highwater(self, partition: Any) -> int | None: ...
+
+
+async def report_lag_forever(
+    consumer: Callable[[], LagSource | None],
+    applied: Mapping[tuple[str, int], int],
+    topic: str,
+    interval_s: float = 1.0,
+) -> None:
+    """Every `interval_s`, the lag of each assigned partition in records and in seconds.
+
+    Records: the log end seen by the consumer's last fetch minus the next offset applied.
+    Seconds: see `lag_seconds`."""
+    backlog_since: dict[int, float] = {}
+    while True:
+        await asyncio.sleep(interval_s)
+        source = consumer()
+        if source is None:
+            continue
+        now = time.time()
+        assigned: set[int] = set()
+        for tp in source.assignment():
+            if tp.topic != topic:
+                continue
+            partition = int(tp.partition)
+            assigned.add(partition)
+            highwater = source.highwater(tp)
+            done = applied.get((topic, partition))
+            if highwater is None or done is None:
+                continue
+            behind = max(highwater - done, 0)
+            CONSUMER_LAG_RECORDS.labels(str(partition)).set(behind)
+            if behind == 0:
+                backlog_since.pop(partition, None)
+                CONSUMER_LAG_SECONDS.labels(str(partition)).set(0)
+                continue
+            since = backlog_since.setdefault(partition, now)
+            seconds = lag_seconds(now, _last_record_at.get(partition), since)
+            CONSUMER_LAG_SECONDS.labels(str(partition)).set(seconds)
+        # A partition given to another consumer is that consumer's to report.
+        for gauge in (CONSUMER_LAG_RECORDS, CONSUMER_LAG_SECONDS):
+            for labels in _labelsets(gauge):
+                if int(labels["partition"]) not in assigned:
+                    gauge.remove(labels["partition"])
+
+
+def lag_seconds(now: float, last_applied_at: float | None, backlog_since: float) -> float:
+    """How long the oldest unapplied record has waited, estimated from what is known cheaply.
+
+    That record was appended after the newest applied one (`last_applied_at`, log time) and
+    before this process first saw the partition behind (`backlog_since`), so both `now -` each
+    bound its age from above; the smaller is the estimate. Under steady load the first is the
+    close one (the backlog never clears, so `backlog_since` is old); after an idle spell the
+    second is (the last applied record may be days old while the new one is a second old)."""
+    newest = backlog_since if last_applied_at is None else max(last_applied_at, backlog_since)
+    return max(now - newest, 0.0)
+
+
+def _labelsets(gauge: Gauge) -> list[dict[str, str]]:
+    return [dict(sample.labels) for metric in gauge.collect() for sample in metric.samples]
+
+
+class TimedStore(Store):
+    """The aggregator's store, timing each batch's writes (`Store.apply`)."""
+
+    async def apply(self, *args: Any, **kwargs: Any) -> None:
+        started = time.perf_counter()
+        try:
+            await super().apply(*args, **kwargs)
+        finally:
+            DB_WRITE_DURATION.observe(time.perf_counter() - started)

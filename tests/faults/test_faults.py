@@ -1,0 +1,227 @@
+"""Nothing lost, nothing counted twice: each scenario drives 100,000 events through the real
+ingest service while something breaks for real, then holds every stored total against an
+independent recount of the events acknowledged with 202.
+
+Each verdict (sent, acknowledged, counted, difference) is printed and appended to
+tests/artifacts/faults.jsonl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from deploy.local.stack import free_port
+from tests.conftest import Pipeline
+from tests.faults.harness import (
+    BackgroundDelivery,
+    batches_of,
+    realistic_events,
+    stored_totals,
+    verdict,
+)
+
+EVENTS = 100_000
+# A live stream: events of the last two weeks, late ones included (DOMAIN: "may be days late").
+SPAN_DAYS = 14
+
+
+def run_scenario(
+    line: Pipeline,
+    name: str,
+    break_things: Callable[[BackgroundDelivery], None],
+    *,
+    seed: int,
+    batches: list[list[dict[str, Any]]] | None = None,
+    concurrency: int = 4,
+) -> None:
+    events = realistic_events(EVENTS, seed, span_days=SPAN_DAYS)
+    started = time.monotonic()
+    background = BackgroundDelivery(
+        line.url("ingest", "/v1/events"),
+        line.admin_token,
+        batches or batches_of(events),
+        concurrency,
+    )
+    break_things(background)
+    delivery = background.join()
+    delivered_s = time.monotonic() - started
+    line.wait_reflected(timeout_s=240)
+    print(
+        f"{name}: delivered in {delivered_s:.1f} s, counted in {time.monotonic() - started:.1f} s"
+    )
+    stored = stored_totals(line.url("api", ""), line.admin_token)
+    result = verdict(name, delivery, stored, started, len(events))
+    result.record()
+    assert result.acknowledged == EVENTS, result
+    assert result.cells_wrong == [], result
+    assert result.difference == 0, result
+
+
+def restart(line: Pipeline, service: str, *, crash: bool, pause_s: float = 0.3) -> None:
+    if crash:
+        line.kill(service)
+    else:
+        assert line.stop(service) == 0, f"{service} did not stop cleanly on SIGTERM"
+    time.sleep(pause_s)
+    line.start(service)
+
+
+def test_no_fault_baseline(line: Pipeline) -> None:
+    run_scenario(line, "no fault (baseline)", lambda _: None, seed=0)
+
+
+def test_aggregator_killed_at_random_moments(line: Pipeline) -> None:
+    rng = random.Random(4)
+
+    def crash_three_times(background: BackgroundDelivery) -> None:
+        for fraction in (0.2, 0.5, 0.8):
+            background.wait_for(int(EVENTS * fraction))
+            time.sleep(rng.uniform(0, 0.7))
+            restart(line, "aggregator", crash=True)
+        # Once more while it catches up on the backlog, after the last 202.
+        background.join()
+        time.sleep(rng.uniform(0.5, 1.5))
+        restart(line, "aggregator", crash=True)
+
+    run_scenario(line, "aggregator kill -9 x4", crash_three_times, seed=1)
+
+
+def test_two_aggregators_one_killed_mid_stream(line: Pipeline) -> None:
+    port = free_port()
+    second = line.stack.start_service(
+        "aggregator", port, {**line.env, "AGGREGATOR_PORT": str(port)}
+    )
+    line.services["aggregator-2"] = second
+
+    def kill_one(background: BackgroundDelivery) -> None:
+        background.wait_for(EVENTS // 2)
+        line.kill("aggregator")  # its partitions move to the survivor
+
+    run_scenario(line, "two aggregators, one kill -9 (rebalance)", kill_one, seed=2)
+
+
+def test_broker_restarted_mid_stream(line: Pipeline) -> None:
+    def restart_broker(background: BackgroundDelivery) -> None:
+        background.wait_for(EVENTS * 3 // 10)
+        stack = line.stack
+        stack.kill(stack.process("tansu"))
+        time.sleep(2)
+        stack.start_tansu()
+
+    run_scenario(line, "broker kill -9 and restart", restart_broker, seed=3)
+
+
+def test_database_restarted_mid_stream(line: Pipeline) -> None:
+    def restart_database(background: BackgroundDelivery) -> None:
+        background.wait_for(EVENTS * 4 // 10)
+        stack = line.stack
+        stack.kill(stack.process("secantusd"))
+        time.sleep(2)
+        stack.start_database()
+
+    run_scenario(line, "database kill -9 and restart", restart_database, seed=4)
+
+
+def test_every_event_posted_two_or_three_times_concurrently(line: Pipeline) -> None:
+    events = realistic_events(EVENTS, 5, span_days=SPAN_DAYS)
+    rng = random.Random(5)
+    copies = [event for event in events for _ in range(rng.choice((2, 3)))]
+    rng.shuffle(copies)  # the copies of an event land in different batches
+    run_scenario(
+        line,
+        "every event posted 2-3 times, 6 clients",
+        lambda _: None,
+        seed=5,
+        batches=batches_of(copies),
+        concurrency=6,
+    )
+
+
+def test_services_stopped_with_sigterm_mid_stream(line: Pipeline) -> None:
+    def drain_and_restart(background: BackgroundDelivery) -> None:
+        background.wait_for(EVENTS // 4)
+        restart(line, "ingest", crash=False)
+        background.wait_for(EVENTS // 2)
+        restart(line, "aggregator", crash=False)
+
+    run_scenario(line, "ingest and aggregator SIGTERM mid-stream", drain_and_restart, seed=6)
+
+
+POISON: list[bytes] = [
+    b"\xff\xfe not even text",
+    b"{not json",
+    json.dumps({"event_id": "p", "type": "no.such.type", "unit_id": "dong-xoai"}).encode(),
+    json.dumps(
+        {
+            "event_id": "p",
+            "type": "payment.succeeded",
+            "unit_id": "dong-xoai",
+            "occurred_at": "2025-01-01T00:00:00+07:00",
+            "attributes": {"kind": "fee"},
+            "amount_vnd": -5,
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "event_id": "p",
+            "type": "cccd.issued",
+            "unit_id": "no-such-unit",
+            "occurred_at": "2025-01-01T00:00:00+07:00",
+        }
+    ).encode(),
+    b"",
+]
+
+
+def test_poison_written_straight_to_the_topic_between_good_events(line: Pipeline) -> None:
+    topic = line.env["EVENTS_TOPIC"]
+    written: list[int] = []
+
+    def inject_poison(background: BackgroundDelivery) -> None:
+        async def write() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=line.stack.kafka_bootstrap, acks="all")
+            await producer.start()
+            try:
+                while not background.done:
+                    for poison in POISON:
+                        await producer.send_and_wait(topic, poison, key=str(len(written)).encode())
+                        written.append(1)
+                    await asyncio.sleep(0.05)
+            finally:
+                await producer.stop()
+
+        asyncio.run(write())
+
+    run_scenario(line, "poison records between good ones", inject_poison, seed=7)
+    letters = asyncio.run(_dead_letter_sources(line))
+    # Every poison record is a dead letter, named by its own coordinates, exactly once.
+    assert len(letters) == len(written) > 100
+
+
+async def _dead_letter_sources(line: Pipeline) -> set[str]:
+    consumer = AIOKafkaConsumer(
+        line.env["DEADLETTER_TOPIC"],
+        bootstrap_servers=line.stack.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    sources: set[str] = set()
+    try:
+        idle = 0
+        while idle < 4:
+            batch = await consumer.getmany(timeout_ms=500)
+            if not any(batch.values()):
+                idle += 1
+            for records in batch.values():
+                sources.update(dict(r.headers)["source"].decode() for r in records)
+    finally:
+        await consumer.stop()
+    return sources
