@@ -25,9 +25,9 @@ import pytest
 from deploy.local.stack import REPO, LocalStack, Process, free_port
 
 
-@pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    root = tmp_path_factory.mktemp("stack")
+@contextmanager
+def started_stack(root: Path) -> Iterator[LocalStack]:
+    """A broker and a database of their own, on free ports, with data under `root`."""
     stack = LocalStack(
         data_dir=root / "data",
         log_dir=root / "logs",
@@ -41,6 +41,12 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with started_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
 
 
 @dataclass

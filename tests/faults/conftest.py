@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from deploy.local.stack import LocalStack, free_port
-from tests.conftest import Pipeline, running_pipeline
+from deploy.local.stack import LocalStack
+from tests.conftest import Pipeline, running_pipeline, started_stack
 
 
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    root: Path = tmp_path_factory.mktemp("fault-stack")
-    stack = LocalStack(
-        data_dir=root / "data",
-        log_dir=root / "logs",
-        kafka_port=free_port(),
-        mongo_port=free_port(),
-        s3_port=free_port(),
-    )
-    try:
-        stack.start_broker()
-        stack.start_database()
+    with started_stack(tmp_path_factory.mktemp("fault-stack")) as stack:
         yield stack
-    finally:
-        stack.stop_all()
 
 
 @pytest.fixture()
