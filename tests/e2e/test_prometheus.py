@@ -208,4 +208,9 @@ def test_dashboard_queries_are_valid_promql(prometheus: str) -> None:
         'max without (instance) (campaign_unit_pace_ratio{campaign="$campaign",metric=~"$metric"})'
     )
     assert pace in exprs
-    assert query(prometheus, pace.replace("$campaign", CAMPAIGN).replace("$metric", ".*"))
+    # The test before restarts the API: its series return with the next scrape (1 s interval).
+    promql = pace.replace("$campaign", CAMPAIGN).replace("$metric", ".*")
+    deadline = time.monotonic() + 15
+    while not query(prometheus, promql) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert query(prometheus, promql)
