@@ -22,13 +22,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / ".local"
 
-_LOCALBUCKET = (
-    "import sys, localbucket as l; "
-    "l.S3Handler.disable_nagle_algorithm = True; "  # else every S3 read stalls ~40 ms
-    "l.S3Handler.log_message = lambda *a: None; "
-    "sys.exit(l.main())"
-)
-
 
 class PortInUse(RuntimeError):
     pass
@@ -78,12 +71,16 @@ def tansu_binary() -> Path:
     return Path(spec.origin).parent / "bin" / "tansu"
 
 
-def secantusd_binary() -> Path:
+def secantusd_command() -> list[str]:
+    """SecantusDB, started through deploy/local/secantusd.py (its update-path check made
+    linear) by the database's own interpreter; SECANTUSD names another server to run."""
     configured = os.environ.get("SECANTUSD")
-    path = Path(configured) if configured else LOCAL / "venv-db" / "bin" / "secantusd-py"
-    if not path.exists():
-        raise RuntimeError(f"{path} is missing: run `make install`")
-    return path
+    if configured:
+        return [configured]
+    python = LOCAL / "venv-db" / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError(f"{python} is missing: run `make install`")
+    return [str(python), str(REPO / "deploy" / "local" / "secantusd.py")]
 
 
 @dataclass
@@ -139,8 +136,8 @@ class LocalStack:
             "localbucket",
             [
                 sys.executable,
-                "-c",
-                _LOCALBUCKET,
+                "-m",
+                "deploy.local.s3store",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -188,7 +185,7 @@ class LocalStack:
         database = self.spawn(
             "secantusd",
             [
-                str(secantusd_binary()),
+                *secantusd_command(),
                 "--host",
                 "127.0.0.1",
                 "--port",
