@@ -38,6 +38,8 @@ class LogRecord(Protocol):
     @property
     def timestamp(self) -> int: ...
     @property
+    def key(self) -> bytes | None: ...
+    @property
     def value(self) -> bytes | None: ...
 
 
@@ -56,6 +58,10 @@ class BatchReport:
     skipped_already_applied: int = 0
     dead_letters: int = 0
     outcome: Outcome = field(default_factory=Outcome)
+    # Every record of the batch by event type ("invalid" if it is not an event), redeliveries
+    # included, and the newest `occurred_at` among them: read by the metrics, decoded once here.
+    by_type: dict[str, int] = field(default_factory=dict)
+    newest_occurred_at: datetime | None = None
 
 
 def decode(record: LogRecord) -> Event | DeadLetter:
@@ -101,6 +107,13 @@ class BatchApplier:
             {d.unit_id for d in decoded.values() if isinstance(d, Event)}
         )
         report = BatchReport(records=len(records))
+        for item in decoded.values():
+            kind = item.type.value if isinstance(item, Event) else "invalid"
+            report.by_type[kind] = report.by_type.get(kind, 0) + 1
+            if isinstance(item, Event) and (
+                report.newest_occurred_at is None or item.occurred_at > report.newest_occurred_at
+            ):
+                report.newest_occurred_at = item.occurred_at
 
         async def transaction(session: AsyncClientSession) -> list[DeadLetter]:
             topics_partitions = sorted({(r.topic, r.partition) for r in records})

@@ -7,7 +7,6 @@ Its own module, imported by the aggregator only: ingest and the API must not exp
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -61,8 +60,6 @@ class Record(Protocol):
     def partition(self) -> int: ...
     @property
     def timestamp(self) -> int: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 # This process's newest applied record per partition (log time, seconds): the lag's reference.
@@ -70,43 +67,25 @@ _last_record_at: dict[int, float] = {}
 _newest_event_at = 0.0
 
 
-def observe_batch(records: Sequence[Record]) -> None:
-    """Per-type counts and freshness of a batch that was applied.
-
-    Only the `type` and `occurred_at` fields are read, so a record the aggregator could not
-    count still shows here (as `invalid`) instead of breaking the metrics."""
+def observe_batch(
+    records: Sequence[Record], by_type: Mapping[str, int], newest_occurred_at: datetime | None
+) -> None:
+    """Per-type counts and freshness of a batch that was applied, from what the applier
+    already decoded (records that are not events count as `invalid`)."""
     global _newest_event_at
-    by_type: dict[str, int] = {}
     for record in records:
-        kind = "invalid"
-        try:
-            payload = json.loads(record.value or b"")
-            if isinstance(payload, dict):
-                kind = str(payload.get("type") or "invalid")[:64]
-                occurred = payload.get("occurred_at")
-                if isinstance(occurred, str):
-                    _newest_event_at = max(_newest_event_at, _epoch(occurred))
-        except (UnicodeDecodeError, ValueError):
-            pass
-        by_type[kind] = by_type.get(kind, 0) + 1
         at = record.timestamp / 1000
         if at > _last_record_at.get(record.partition, 0.0):
             _last_record_at[record.partition] = at
             LAST_RECORD_TIMESTAMP.labels(str(record.partition)).set(at)
     for kind, count in by_type.items():
-        # The event types are the contract's closed set; any other `type` is a dead letter and
-        # is cut to 64 characters, and only a token holder can post: the label stays bounded.
+        # Event types are the contract's closed set, anything else is `invalid`: the label
+        # stays bounded whatever is written to the topic.
         EVENTS_BY_TYPE.labels(kind).inc(count)
+    if newest_occurred_at is not None:
+        _newest_event_at = max(_newest_event_at, newest_occurred_at.timestamp())
     if _newest_event_at:
         NEWEST_EVENT_TIME.set(_newest_event_at)
-
-
-def _epoch(text: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return 0.0
-    return moment.timestamp() if moment.tzinfo else 0.0
 
 
 class LagSource(Protocol):
