@@ -51,14 +51,19 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
         for letter in letters:
             record = letter.record
+            headers = {
+                "reason": letter.reason[:1000],
+                "source": f"{record.topic}:{record.partition}:{record.offset}",
+            }
+            if record.key is not None:
+                # A re-drive must land on the partition the producer chose (a void beside the
+                # event it voids), so the original key travels with the letter.
+                headers["key"] = record.key.decode(errors="replace")
             await broker.publish(
                 record.value or b"",
                 settings.deadletter_topic,
                 key=f"{record.topic}:{record.partition}:{record.offset}".encode(),
-                headers={
-                    "reason": letter.reason[:1000],
-                    "source": f"{record.topic}:{record.partition}:{record.offset}",
-                },
+                headers=headers,
             )
         DEAD_LETTERS.inc(len(letters))
 
@@ -103,7 +108,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         BATCH_SIZE.observe(len(records))
-        observe_batch(records)
+        observe_batch(records, report.by_type, report.newest_occurred_at)
         outcome = report.outcome
         EVENTS_PROCESSED.labels("counted").inc(outcome.accepted)
         EVENTS_PROCESSED.labels("duplicate").inc(outcome.duplicates)
