@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from shared.domain.events import Event
 from shared.settings import Settings
@@ -21,9 +24,65 @@ class BrokerUnavailable(RuntimeError):
     """The broker did not acknowledge in time: nothing may be reported as accepted."""
 
 
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """The connection options every aiokafka client of the project takes (producer, consumer,
+    admin; FastStream's broker through `broker_security`): the one place that turns the
+    KAFKA_* settings into bootstrap servers, TLS and SASL, so no client can connect to a
+    managed cluster without them."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        # aiokafka splits a comma-separated string too; a list says it plainly.
+        "bootstrap_servers": [
+            server.strip() for server in settings.kafka_bootstrap.split(",") if server.strip()
+        ],
+        "security_protocol": protocol,
+    }
+    if protocol in ("SSL", "SASL_SSL"):
+        # aiokafka refuses TLS without a context. No CA file: the system's CAs, as a public
+        # managed service needs. Hostnames are always checked.
+        key_password = settings.kafka_ssl_key_password
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_ca_file,
+            certfile=settings.kafka_ssl_cert_file,
+            keyfile=settings.kafka_ssl_key_file,
+            password=key_password.get_secret_value() if key_password is not None else None,
+        )
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
+
+
+_SASL_CLASSES: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+    "PLAIN": SASLPlaintext,
+    "SCRAM-SHA-256": SASLScram256,
+    "SCRAM-SHA-512": SASLScram512,
+}
+
+
+def broker_security(options: dict[str, Any]) -> BaseSecurity | None:
+    """`kafka_client_options` in the form FastStream's broker takes (it turns it back into the
+    same aiokafka options, and shows the mechanism in the AsyncAPI docs)."""
+    protocol = options["security_protocol"]
+    ssl_context = options.get("ssl_context")
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    return _SASL_CLASSES[options["sasl_mechanism"]](
+        options["sasl_plain_username"],
+        options["sasl_plain_password"],
+        ssl_context=ssl_context,
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
 def make_broker(settings: Settings, *, client_id: str, producer: bool = True) -> KafkaBroker:
+    options = kafka_client_options(settings)
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        options["bootstrap_servers"],
+        security=broker_security(options),
         client_id=client_id,
         acks="all",
         linger_ms=5,
@@ -37,14 +96,29 @@ def make_broker(settings: Settings, *, client_id: str, producer: bool = True) ->
     )
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create each topic with its partition count, if it does not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Per-topic configuration `init` sets, so the topics do not depend on broker defaults."""
+    configs = {"retention.ms": str(settings.kafka_retention_ms)}
+    if settings.kafka_min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(settings.kafka_min_insync_replicas)
+    return configs
+
+
+async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
+    """Create each topic with its partition count, the replication factor and the configs of
+    the settings, if it does not exist yet. An existing topic is left as it is (Kafka cannot
+    shrink partitions, and growing them moves keys): a mismatch is only logged."""
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings), request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs=topic_configs(settings),
+            )
             for name, partitions in topics.items()
             if name not in existing
         ]
@@ -52,6 +126,17 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(missing)
             log.info("created topics %s", [topic.name for topic in missing])
+        present = [name for name in topics if name in existing]
+        if present:
+            for found in await admin.describe_topics(present):
+                wanted = topics[found["topic"]]
+                if len(found["partitions"]) != wanted:
+                    log.warning(
+                        "topic %s has %d partitions, settings say %d: left as it is",
+                        found["topic"],
+                        len(found["partitions"]),
+                        wanted,
+                    )
     finally:
         await admin.close()
 
