@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import re
+import sys
 from datetime import date
 from decimal import Decimal
 from importlib import resources
@@ -17,7 +18,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.adapters.kafka import ensure_topics
+from shared import replay
+from shared.adapters.kafka import ensure_topics, kafka_client_options
 from shared.adapters.mongo import Store, connect
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SERVICE_ID_PATTERN
@@ -27,7 +29,7 @@ from shared.settings import Settings, get_settings
 
 async def init(settings: Settings, catalog_file: Path | None = None) -> int:
     await ensure_topics(
-        settings.kafka_bootstrap,
+        settings,
         {settings.events_topic: settings.event_partitions, settings.deadletter_topic: 1},
     )
     data = json.loads(catalog_file.read_bytes()) if catalog_file else bundled_catalog()  # noqa: ASYNC240
@@ -91,7 +93,31 @@ def main() -> None:
     services_cmd.add_argument("file", type=Path)
     letters_cmd = commands.add_parser("dead-letters", help="list or re-drive dead letters")
     letters_cmd.add_argument("action", choices=["list", "redrive"])
+    rebuild_cmd = commands.add_parser(
+        "rebuild",
+        help="recompute every total from the event log into new collections and switch to "
+        "them atomically, while ingest goes on",
+    )
+    rebuild_cmd.add_argument(
+        "--keep-old", action="store_true", help="keep the replaced collections (default: drop)"
+    )
+    rebuild_cmd.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=10.0,
+        help="wait this long after the switch before dropping the replaced collections, so "
+        "requests that began reading them finish (default 10)",
+    )
+    commands.add_parser(
+        "reconcile",
+        help="recount the log and print every (unit, metric, period) whose stored total "
+        "differs, as JSON lines; exit 1 if any does",
+    )
     args = parser.parse_args()
+    if args.command in ("rebuild", "reconcile"):
+        keep_old = bool(getattr(args, "keep_old", False))
+        grace_s = float(getattr(args, "grace_seconds", 0.0))
+        sys.exit(asyncio.run(_recount(get_settings(), args.command, keep_old, grace_s)))
     if args.command == "init":
         count = asyncio.run(init(get_settings(), args.catalog))
         print(f"catalog loaded: {count} units")
@@ -129,6 +155,26 @@ async def _load_services_file(settings: Settings, path: Path) -> None:
         await client.close()
 
 
+async def _recount(settings: Settings, command: str, keep_old: bool, grace_s: float) -> int:
+    client = connect(settings.mongodb_uri, app_name=f"admin-{command}", settings=settings)
+    live = Store(client, settings.mongodb_db)
+    try:
+        if command == "rebuild":
+            name, stats = await replay.rebuild(settings, live, keep_old=keep_old, grace_s=grace_s)
+            print(f"rebuilt {stats.records} records into generation {name!r}, now served")
+            return 0
+        differences, stats = await replay.reconcile(settings, live)
+        for difference in differences:
+            print(json.dumps(difference.to_dict(), ensure_ascii=False))
+        print(
+            f"reconciled {stats.records} records: {len(differences)} totals differ",
+            file=sys.stderr,
+        )
+        return 1 if differences else 0
+    finally:
+        await client.close()
+
+
 async def _load_campaign_file(settings: Settings, path: Path) -> None:
     client = connect(settings.mongodb_uri, app_name="admin")
     try:
@@ -145,7 +191,7 @@ async def read_dead_letters(
     """Every dead letter (or, with a group, those it has not consumed yet, committing them)."""
     consumer = AIOKafkaConsumer(
         settings.deadletter_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         group_id=group_id,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -164,6 +210,7 @@ async def read_dead_letters(
                         {
                             "source": headers.get("source"),
                             "reason": headers.get("reason"),
+                            "key": headers.get("key"),
                             "value": (record.value or b"").decode(errors="replace"),
                             "raw": record.value or b"",
                         }
@@ -179,14 +226,12 @@ async def redrive_dead_letters(settings: Settings) -> int:
     """Publish every dead letter not re-driven before back to the events topic, after a fix
     (a unit added, say). Counting stays exact: a record counted before is a duplicate by id."""
     letters = await read_dead_letters(settings, group_id=f"{settings.consumer_group}-redrive")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
     await producer.start()
     try:
         for letter in letters:
-            try:
-                key = str(json.loads(letter["raw"])["event_id"]).encode()
-            except (ValueError, KeyError, TypeError):
-                key = None  # still not an event: it will come back as a dead letter
+            # The producer's own key, so the record lands where ingest would have put it.
+            key = letter["key"].encode() if letter["key"] is not None else None
             await producer.send_and_wait(settings.events_topic, letter["raw"], key=key)
     finally:
         await producer.stop()

@@ -116,6 +116,7 @@ class BatchApplier:
                 report.newest_occurred_at = item.occurred_at
 
         async def transaction(session: AsyncClientSession) -> list[DeadLetter]:
+            await self._store.follow_generation(session)
             topics_partitions = sorted({(r.topic, r.partition) for r in records})
             next_offsets: dict[tuple[str, int], int] = {}
             for topic in {topic for topic, _ in topics_partitions}:

@@ -93,6 +93,9 @@ class Views:
         return tree, unit
 
     async def as_of(self) -> datetime | None:
+        """Read before a response's totals, never after: a rebuild may switch the store to
+        a newer generation in between, and a value newer than its `as_of` is true, while an
+        `as_of` newer than its value would not be."""
         partitions = await self._store.partition_count(self._topic, self._partitions)
         return await self._store.as_of(self._topic, partitions)
 
@@ -158,6 +161,7 @@ class Views:
         units = [u for u in tree.units() if u.level == level]
         bounds = period.date_range()
         first, last = bounds if bounds else (None, None)
+        as_of = await self.as_of()  # before the totals: see as_of()
         totals = await self._store.range_totals([u.id for u in units], first, last)
         catalogs = await self._catalogs_if(definition)
         values = {u.id: metric_value(definition, u.id, totals[u.id], tree, catalogs) for u in units}
@@ -181,7 +185,6 @@ class Views:
                 row["numerator"] = values[unit_id].numerator
                 row["denominator"] = values[unit_id].denominator
             rows.append(row)
-        as_of = await self.as_of()
         return {
             "metric": metric,
             "period": str(period),
@@ -201,6 +204,7 @@ class Views:
         units = [unit, *tree.children(unit_id)]
         ids = [u.id for u in units]
         until = campaign.counted_until(today)
+        as_of = await self.as_of()  # before the totals: see as_of()
         in_campaign = (
             await self._store.range_totals(ids, campaign.starts, until)
             if until >= campaign.starts
@@ -209,7 +213,6 @@ class Views:
         window = campaign.pace_window(today)
         in_window = await self._store.range_totals(ids, *window) if window else {i: {} for i in ids}
         catalogs = await self._store.service_catalogs_by_unit() if SERVICES_SHARE in metrics else {}
-        as_of = await self.as_of()
         return {
             "campaign": {
                 "id": campaign.id,
@@ -250,13 +253,13 @@ class Views:
         tree = self._catalog.tree
         districts = report_order(tree, "payments", (UnitLevel.DISTRICT,))
         ids = [u.id for u in districts]
+        as_of = await self.as_of()  # before the totals: see as_of()
         spans = {
             "day": await self._store.range_totals(ids, day, day),
             "month": await self._store.range_totals(ids, day.replace(day=1), day),
             "year": await self._store.range_totals(ids, day.replace(month=1, day=1), day),
         }
         rows = payments_rows(districts, spans)
-        as_of = await self.as_of()
         return {
             "report": "payments",
             "date": day.isoformat(),
@@ -293,6 +296,7 @@ class Views:
         units = report_order(tree, "online-services", (UnitLevel.DEPARTMENT, UnitLevel.DISTRICT))
         ids = [u.id for u in units]
         first = day.replace(month=1, day=1)
+        as_of = await self.as_of()  # before the totals: see as_of()
         totals = await self._store.range_totals(ids, first, day)
         catalogs = await self._store.service_catalogs_by_unit()
         rows = []
@@ -328,7 +332,6 @@ class Views:
                 processed_threshold,
             ),
         )
-        as_of = await self.as_of()
         return {
             "report": "online-services",
             "date": day.isoformat(),

@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                     caught_up[tp.partition] = instant
             if caught_up:
                 with contextlib.suppress(Exception):
+                    await store.follow_generation()
                     await store.mark_caught_up(
                         settings.events_topic, caught_up, len(partitions) if partitions else None
                     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from shared.domain.certification import StatusEntry, SubjectState
 from shared.domain.ledger import CountedEvent, Known, Outcome
 from shared.domain.periods import LocalDate
 from shared.domain.units import Unit
+from shared.settings import Settings, get_settings
 
 Document = dict[str, Any]
 
@@ -53,8 +55,38 @@ def _add_into(target: dict[str, int], values: Mapping[str, Any]) -> None:
         target[metric_name(key)] += int(value)
 
 
-def connect(uri: str, *, app_name: str) -> AsyncMongoClient[Document]:
-    return AsyncMongoClient(uri, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000)
+def mongo_client_options(settings: Settings) -> dict[str, Any]:
+    """PyMongo options from the MONGODB_* authentication and TLS settings: only those set, so
+    whatever MONGODB_URI says (`tls=true`, `authSource=...`, a `mongodb+srv://` service) holds
+    unless a setting overrides it."""
+    options: dict[str, Any] = {}
+    if settings.mongodb_username:
+        options["username"] = settings.mongodb_username
+    if settings.mongodb_password is not None:
+        options["password"] = settings.mongodb_password.get_secret_value()
+    if settings.mongodb_auth_source:
+        options["authSource"] = settings.mongodb_auth_source
+    if settings.mongodb_tls is not None:
+        options["tls"] = settings.mongodb_tls
+    if settings.mongodb_tls_ca_file:
+        options["tlsCAFile"] = settings.mongodb_tls_ca_file
+    if settings.mongodb_tls_certificate_key_file:
+        options["tlsCertificateKeyFile"] = settings.mongodb_tls_certificate_key_file
+    if settings.mongodb_tls_certificate_key_file_password is not None:
+        key_password = settings.mongodb_tls_certificate_key_file_password
+        options["tlsCertificateKeyFilePassword"] = key_password.get_secret_value()
+    return options
+
+
+def connect(
+    uri: str, *, app_name: str, settings: Settings | None = None
+) -> AsyncMongoClient[Document]:
+    """A client for `uri` with the authentication and TLS options of `settings` (by default
+    the environment's, as every service's are)."""
+    options = mongo_client_options(settings if settings is not None else get_settings())
+    return AsyncMongoClient(
+        uri, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000, **options
+    )
 
 
 def hash_token(token: str) -> str:
@@ -74,22 +106,67 @@ class PartitionBatch:
 class Store:
     """Every collection the services share, behind names that say what they hold."""
 
-    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[Document], database: str, generation: str | None = None
+    ) -> None:
         self.client = client
         self.db: AsyncDatabase[Document] = client.get_database(
             database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority")
         )
-        self.totals = self.db["totals"]
-        self.ledger = self.db["ledger"]
-        self.offsets = self.db["offsets"]
+        # What the aggregator derives from the log lives in one generation of collections; a
+        # rebuild fills a new generation and switches every service to it in one transaction.
+        # A store made with `generation=None` follows the switch; one made for a generation
+        # stays on it (a rebuild or a reconcile writing its own).
+        self._follows_switch = generation is None
+        self._generation_checked_at = float("-inf")
+        self._bind(generation or "")
         self.units = self.db["units"]
         self.tokens = self.db["tokens"]
         self.accepted = self.db["accepted"]
-        self.subjects = self.db["subjects"]
         self.campaigns = self.db["campaigns"]
         self.targets = self.db["targets"]
         self.service_catalogs = self.db["service_catalogs"]
         self.meta = self.db["meta"]
+
+    def _bind(self, generation: str) -> None:
+        self.generation = generation
+        suffix = f"_{generation}" if generation else ""
+        self.totals = self.db[f"totals{suffix}"]
+        self.ledger = self.db[f"ledger{suffix}"]
+        self.offsets = self.db[f"offsets{suffix}"]
+        self.subjects = self.db[f"subjects{suffix}"]
+
+    async def serving_generation(self, session: AsyncClientSession | None = None) -> str:
+        doc = await self.meta.find_one({"_id": "generation"}, session=session)
+        return str(doc["name"]) if doc else ""
+
+    async def follow_generation(
+        self, session: AsyncClientSession | None = None, max_age_s: float = 0.0
+    ) -> None:
+        """Point the derived collections at the generation being served. In a transaction
+        (always re-read there), a switch committed meanwhile makes the transaction conflict and
+        run again, so no batch is written to a generation after it was retired."""
+        if not self._follows_switch:
+            return
+        now = time.monotonic()
+        if session is None and now - self._generation_checked_at < max_age_s:
+            return
+        current = await self.serving_generation(session)
+        if session is None:
+            self._generation_checked_at = now
+        if current != self.generation:
+            self._bind(current)
+
+    def in_generation(self, generation: str) -> Store:
+        """A store writing and reading `generation`'s derived collections only."""
+        return Store(self.client, self.db.name, generation=generation)
+
+    async def drop_generation(self, generation: str) -> None:
+        if generation == await self.serving_generation():
+            raise ValueError(f"generation {generation!r} is being served")
+        old = self.in_generation(generation)
+        for collection in (old.totals, old.ledger, old.offsets, old.subjects):
+            await collection.drop()
 
     async def ensure_indexes(self) -> None:
         await self.totals.create_index([("u", 1), ("m", 1)])
@@ -121,6 +198,7 @@ class Store:
         conflicts with this transaction and is redone with the new one."""
 
         async def transaction(session: AsyncClientSession) -> int:
+            await self.follow_generation(session)
             operations: list[UpdateOne] = []
             async for doc in self.totals.find({"u": unit.id}, session=session):
                 fields = {f"t.{k}": v for k, v in (doc.get("t") or {}).items()}
@@ -338,7 +416,9 @@ class Store:
 
     async def as_of(self, topic: str, partition_count: int) -> datetime | None:
         """Up to when accepted events are reflected: the laggard partition's time. Unknown
-        (None) while any partition has not been read, even one that holds no record yet."""
+        (None) while any partition has not been read, even one that holds no record yet.
+        The first read of a response (see Views.as_of): it follows a rebuild's switch."""
+        await self.follow_generation(max_age_s=1.0)
         times: dict[int, datetime] = {
             doc["partition"]: doc["as_of"]
             async for doc in self.offsets.find({"topic": topic})

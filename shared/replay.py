@@ -1,0 +1,270 @@
+"""Recounting from the event log: `rebuild` and `reconcile` (python -m shared.admin ...).
+
+The Kafka log is the source of truth; the totals are derived from it. Both commands replay the
+log from its first offset through the aggregator's own `BatchApplier` into a generation of
+collections of their own, so they count with exactly the rules the live aggregator uses:
+
+- rebuild replays into a new generation while ingest and the live aggregator go on, and once
+  the new generation has applied at least everything the served one has, switches every service
+  to it in one transaction (see `switch_generation`). The live aggregator then goes on in the new
+  generation; the records the replay applied already are recognised by their offsets.
+- reconcile takes a consistent snapshot of the served totals and the offsets they reflect,
+  replays exactly up to those offsets into a scratch generation, and reports every (unit,
+  metric, day or month) that differs. In a healthy system it reports none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from shared.adapters.catalog import CatalogCache
+from shared.adapters.kafka import kafka_client_options
+from shared.adapters.mongo import Document, Store, metric_name
+from shared.aggregation import BatchApplier, DeadLetter
+from shared.settings import Settings
+
+log = logging.getLogger("replay")
+
+BATCH_RECORDS = 5_000
+
+
+class CatalogChanged(RuntimeError):
+    """A reorganisation moved history in the served totals during a rebuild: what the rebuild
+    counted before it used the old tree. Run the rebuild again."""
+
+
+@dataclass
+class ReplayStats:
+    records: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    unit_id: str
+    metric: str
+    period: str
+    stored: int
+    recounted: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unit_id": self.unit_id,
+            "metric": self.metric,
+            "period": self.period,
+            "stored": self.stored,
+            "recounted": self.recounted,
+        }
+
+
+async def _ignore_dead_letters(letters: Sequence[DeadLetter]) -> None:
+    """The live aggregator dead-lettered these already: a replay must not publish them again."""
+
+
+async def replay(
+    settings: Settings,
+    target: Store,
+    *,
+    stop_at: Mapping[int, int] | None = None,
+    on_idle: Callable[[], Awaitable[bool]] | None = None,
+) -> ReplayStats:
+    """Apply the log to `target`'s generation from where it stands (its own offsets: an
+    interrupted replay resumes) until every partition reaches `stop_at`, or until `on_idle`,
+    called whenever a fetch brings less than a full batch, says it is done."""
+    await target.ensure_indexes()
+    catalog = CatalogCache(target)
+    await catalog.reload()
+    stats = ReplayStats()
+
+    async def count_dead_letters(letters: Sequence[DeadLetter]) -> None:
+        stats.dead_letters += len(letters)
+        await _ignore_dead_letters(letters)
+
+    applier = BatchApplier(target, catalog, count_dead_letters)
+    consumer = AIOKafkaConsumer(
+        **kafka_client_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        max_partition_fetch_bytes=4 << 20,
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, settings.events_topic)
+        start = await target.next_offsets(settings.events_topic, partitions)
+        assigned = [TopicPartition(settings.events_topic, p) for p in partitions]
+        consumer.assign(assigned)
+        for tp in assigned:
+            consumer.seek(tp, start[tp.partition])
+        position = dict(start)
+        while True:
+            if stop_at is not None and all(position[p] >= stop_at.get(p, 0) for p in partitions):
+                return stats
+            fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH_RECORDS)
+            records = [record for batch in fetched.values() for record in batch]
+            if stop_at is not None:
+                records = [r for r in records if r.offset < stop_at.get(r.partition, 0)]
+                for tp in assigned:
+                    if position[tp.partition] >= stop_at.get(tp.partition, 0):
+                        consumer.pause(tp)
+            if records:
+                report = await applier.apply(records)
+                stats.records += report.records
+                stats.batches += 1
+                for record in records:
+                    position[record.partition] = max(position[record.partition], record.offset + 1)
+            fetched_count = sum(len(batch) for batch in fetched.values())
+            if fetched_count < BATCH_RECORDS and on_idle is not None and await on_idle():
+                return stats
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    for _ in range(50):
+        await consumer.topics()  # refreshes the metadata
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return sorted(found)
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"topic {topic!r} has no partitions (does it exist?)")
+
+
+async def switch_generation(live: Store, new: Store, topic: str, catalog_version: int) -> bool:
+    """Serve `new` if it has applied, in every partition, at least what the served generation
+    has; else False (replay more, then try again).
+
+    One transaction reads the served generation's offsets and writes each of them, as the
+    live aggregator's batch transaction does: a batch committed meanwhile makes this conflict
+    and run again (re-reading its offsets), and a batch that read the old generation name
+    conflicts with this and runs again in the new generation. So no batch is lost between the
+    two. A reorganisation writes those offsets too, so it cannot slip between either."""
+
+    async def transaction(session: AsyncClientSession) -> bool:
+        if await live.catalog_version(session) != catalog_version:
+            raise CatalogChanged("the unit tree changed during the rebuild")
+        served = live.in_generation(await live.serving_generation(session))
+        old_next = {
+            int(doc["partition"]): int(doc.get("next", 0))
+            async for doc in served.offsets.find({"topic": topic}, session=session)
+        }
+        new_next = await new.next_offsets(topic, list(old_next), session)
+        if any(new_next[p] < applied for p, applied in old_next.items()):
+            return False
+        await served.offsets.update_many(
+            {"topic": topic},
+            {"$set": {"retired_for": new.generation}, "$inc": {"switches": 1}},
+            session=session,
+        )
+        await live.meta.update_one(
+            {"_id": "generation"},
+            {"$set": {"name": new.generation, "since": datetime.now(UTC)}},
+            upsert=True,
+            session=session,
+        )
+        return True
+
+    async with live.client.start_session() as session:
+        switched: bool = await session.with_transaction(transaction)
+    return switched
+
+
+async def rebuild(
+    settings: Settings, live: Store, *, keep_old: bool = False, grace_s: float = 10.0
+) -> tuple[str, ReplayStats]:
+    """Recompute every total from the log into a new generation and switch to it; returns the
+    new generation's name. The old one is dropped after `grace_s` (requests that read it just
+    before the switch finish first) unless `keep_old`."""
+    catalog_version = await live.catalog_version()
+    old = await live.serving_generation()
+    name = "r" + datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
+    new = live.in_generation(name)
+
+    async def try_switch() -> bool:
+        return await switch_generation(live, new, settings.events_topic, catalog_version)
+
+    try:
+        stats = await replay(settings, new, on_idle=try_switch)
+    except BaseException:
+        await live.drop_generation(name)
+        raise
+    log.warning("rebuilt %d records into generation %r, now served", stats.records, name)
+    if not keep_old:
+        await asyncio.sleep(grace_s)
+        await live.drop_generation(old)
+    return name, stats
+
+
+async def reconcile(settings: Settings, live: Store) -> tuple[list[Difference], ReplayStats]:
+    """Every (unit, metric, day or month) whose served total differs from a recount of the
+    log up to exactly the offsets that total reflects."""
+    generation, applied, served_docs = await _snapshot(live, settings.events_topic)
+    scratch = live.in_generation(f"check{uuid.uuid4().hex[:8]}")
+    try:
+        stats = await replay(settings, scratch, stop_at=applied)
+        recounted_docs = [doc async for doc in scratch.totals.find({})]
+    finally:
+        await live.drop_generation(scratch.generation)
+    log.info("reconciled generation %r against %d records", generation, stats.records)
+    return compare(served_docs, recounted_docs), stats
+
+
+async def _snapshot(live: Store, topic: str) -> tuple[str, dict[int, int], list[Document]]:
+    """The served generation's totals and the offsets they reflect, read in one transaction
+    (one snapshot), so they belong together even while the aggregator writes."""
+
+    async def transaction(
+        session: AsyncClientSession,
+    ) -> tuple[str, dict[int, int], list[Document]]:
+        generation = await live.serving_generation(session)
+        served = live.in_generation(generation)
+        applied = {
+            int(doc["partition"]): int(doc.get("next", 0))
+            async for doc in served.offsets.find({"topic": topic}, session=session)
+        }
+        docs = [doc async for doc in served.totals.find({}, session=session)]
+        return generation, applied, docs
+
+    async with live.client.start_session() as session:
+        result: tuple[str, dict[int, int], list[Document]] = await session.with_transaction(
+            transaction
+        )
+    return result
+
+
+def _cells(docs: Sequence[Document]) -> dict[tuple[str, str, str], int]:
+    """Each non-zero (unit, metric, period) of month documents: the month and each day."""
+    cells: dict[tuple[str, str, str], int] = {}
+    for doc in docs:
+        unit_id, month = doc["u"], doc["m"]
+        for key, value in (doc.get("t") or {}).items():
+            if value:
+                cells[(unit_id, metric_name(key), f"month:{month}")] = int(value)
+        for day_key, values in (doc.get("d") or {}).items():
+            for key, value in values.items():
+                if value:
+                    cells[(unit_id, metric_name(key), f"day:{month}-{day_key}")] = int(value)
+    return cells
+
+
+def compare(served: Sequence[Document], recounted: Sequence[Document]) -> list[Difference]:
+    """Pure: the differences between two sets of month documents (years and all time are sums
+    of months, so they agree when the months do)."""
+    stored_cells, recounted_cells = _cells(served), _cells(recounted)
+    return [
+        Difference(unit_id, metric, period, stored_cells.get(key, 0), recounted_cells.get(key, 0))
+        for key in sorted(stored_cells.keys() | recounted_cells.keys())
+        for unit_id, metric, period in [key]
+        if stored_cells.get(key, 0) != recounted_cells.get(key, 0)
+    ]

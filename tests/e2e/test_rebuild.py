@@ -1,0 +1,168 @@
+"""Rebuild and reconcile from the event log, on the real broker and database.
+
+Reconcile finds exactly the totals someone changed behind the aggregator's back; rebuild
+recomputes everything from the log into new collections and switches to them while ingest
+goes on, after which every total equals an independent recount of what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+from pymongo import MongoClient
+
+from deploy.local.stack import REPO
+from tests.conftest import Pipeline, at, make_event, post_many
+from tests.faults.harness import METRICS, UNITS, realistic_events, recount, stored_totals
+
+
+def admin(line: Pipeline, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.admin", *args],
+        env={**os.environ, **line.env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+class SteadyPoster:
+    """Posts small batches without pause until stopped: ingest goes on for as long as the
+    test needs it to."""
+
+    def __init__(self, line: Pipeline, events: list[dict[str, Any]]) -> None:
+        self.acknowledged: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                with httpx.Client(timeout=30) as client:
+                    for start in range(0, len(events), 200):
+                        if self._stop.is_set():
+                            return
+                        batch = events[start : start + 200]
+                        response = client.post(
+                            line.url("ingest", "/v1/events"), json=batch, headers=line.headers()
+                        )
+                        assert response.status_code == 202, response.text
+                        self.acknowledged.extend(batch)
+            except BaseException as exc:  # handed to the test thread in stop()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop.set()
+        self._thread.join(60)
+        if self._error is not None:
+            raise self._error
+        return self.acknowledged
+
+
+def certification_and_voids(first: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Voids of some counted events and certification histories: state the rebuild must
+    replay in order (the ledger of counted ids, the subjects' statuses)."""
+    voids = [
+        make_event(
+            "event.voided", e["unit_id"], e["occurred_at"], attributes={"voids": e["event_id"]}
+        )
+        for e in first[:300]
+    ]
+    statuses = ("pending_signature", "pending_seal", "completed")
+    certifications = [
+        make_event(
+            "certification.status",
+            "so-tu-phap",
+            at("2025-12-20", 8 + step),
+            subject_id=f"dossier-{n}",
+            attributes={"status": statuses[step]},
+        )
+        for n in range(100)
+        for step in range(n % 3 + 1)
+    ]
+    return voids + certifications
+
+
+def test_reconcile_finds_tampering_and_rebuild_repairs_it_while_ingest_goes_on(
+    own_pipeline: Pipeline,
+) -> None:
+    line = own_pipeline
+    first = realistic_events(6_000, 21, span_days=30)
+    asyncio.run(post_many(line, first))
+    asyncio.run(post_many(line, certification_and_voids(first)))
+    line.wait_reflected()
+
+    healthy = admin(line, "reconcile")
+    assert healthy.returncode == 0, healthy.stderr
+    assert healthy.stdout == ""
+
+    # Someone adds 5 to one unit's own month and day total, behind the aggregator's back.
+    database = MongoClient(line.stack.mongodb_uri)[line.env["MONGODB_DB"]]
+    doc = database["totals"].find_one({"u": "dong-xoai", "t.cccd:issued": {"$gt": 0}})
+    assert doc is not None
+    day = next(d for d, values in doc["d"].items() if values.get("cccd:issued"))
+    database["totals"].update_one(
+        {"_id": doc["_id"]}, {"$inc": {"t.cccd:issued": 5, f"d.{day}.cccd:issued": 5}}
+    )
+    tampered = admin(line, "reconcile")
+    assert tampered.returncode == 1, tampered.stderr
+    month_total, day_total = doc["t"]["cccd:issued"], doc["d"][day]["cccd:issued"]
+    assert [json.loads(row) for row in tampered.stdout.splitlines()] == [
+        {
+            "unit_id": "dong-xoai",
+            "metric": "cccd.issued",
+            "period": f"day:{doc['m']}-{day}",
+            "stored": day_total + 5,
+            "recounted": day_total,
+        },
+        {
+            "unit_id": "dong-xoai",
+            "metric": "cccd.issued",
+            "period": f"month:{doc['m']}",
+            "stored": month_total + 5,
+            "recounted": month_total,
+        },
+    ]
+
+    poster = SteadyPoster(line, realistic_events(60_000, 22, span_days=30))
+    time.sleep(1)
+    rebuilt = admin(line, "rebuild", "--grace-seconds", "2")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert poster.running, "ingest stopped before the rebuild switched: not a live rebuild"
+    second = poster.stop()
+    line.wait_reflected()
+
+    generation = database["meta"].find_one({"_id": "generation"})
+    assert generation is not None and generation["name"] in rebuilt.stdout
+    assert "totals" not in database.list_collection_names()  # the replaced generation is gone
+    voided = {e["event_id"] for e in first[:300]}
+    kept = [e for e in first if e["event_id"] not in voided] + second
+    expected = recount(kept)
+    stored = stored_totals(line.url("api", ""), line.admin_token)
+    wrong = {
+        key: (value, expected.get(key, 0))
+        for key, value in stored.items()
+        if value != expected.get(key, 0)
+    }
+    assert wrong == {}
+    assert len(stored) == len(UNITS) * len(METRICS)
+    assert line.total("so-tu-phap", "certification.completed", "year:2025")["value"] == 33
+
+    after = admin(line, "reconcile")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == ""
