@@ -5,7 +5,7 @@ VENV := .local/venv
 VENV_DB := .local/venv-db
 PY := $(VENV)/bin/python
 
-.PHONY: run test faults install browser lint bench clean prometheus-tools
+.PHONY: run test faults chaos install browser lint bench clean prometheus-tools
 
 # `make run PROMETHEUS=1` also starts Prometheus with the alert rules (PROMETHEUS_PORT, 9090).
 run: install
@@ -13,12 +13,18 @@ run: install
 
 test: install browser
 	@$(MAKE) --no-print-directory lint
-	@PYTHONPATH=. $(PY) -m pytest --ignore=tests/faults $(PYTEST_ARGS)
+	@PYTHONPATH=. $(PY) -m pytest --ignore=tests/faults --ignore=tests/chaos $(PYTEST_ARGS)
 
 # The fault-injection suite (issue 4): 100,000 events per scenario, about 6 minutes; not yet
 # fast enough to fit in `make test`'s 10 minutes beside everything else.
 faults: install
 	@PYTHONPATH=. $(PY) -m pytest -s tests/faults $(PYTEST_ARGS)
+
+# A 10-minute soak: steady events while things break, then calm; totals exact, memory bounded.
+# CHAOS_SECONDS, CHAOS_RATE (events/s) and CHAOS_FAULT_EVERY_S tune it; report in
+# tests/artifacts/chaos.json.
+chaos: install
+	@PYTHONPATH=. $(PY) -m pytest -s tests/chaos $(PYTEST_ARGS)
 
 lint: install
 	@$(VENV)/bin/ruff check .

@@ -168,17 +168,26 @@ async def deliver(
     concurrency: int,
     delivery: Delivery,
     deadline_s: float = 240,
+    events_per_s: float | None = None,
 ) -> None:
     """Post every batch until it gets a 202, as a field app would: a 503, a dropped connection
-    or a timeout is retried after a pause; any other answer is a failure of the test."""
+    or a timeout is retried after a pause; any other answer is a failure of the test. With
+    `events_per_s`, batches start no faster than that steady rate."""
     queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
     for batch in batches:
         queue.put_nowait(batch)
-    give_up = time.monotonic() + deadline_s
+    started = time.monotonic()
+    give_up = started + deadline_s
+    scheduled = 0
 
     async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal scheduled
         while not queue.empty():
             batch = queue.get_nowait()
+            if events_per_s:
+                due = started + scheduled / events_per_s
+                scheduled += len(batch)
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
             delivery.sent += len(batch)
             while True:
                 assert time.monotonic() < give_up, "the service did not accept a batch in time"
@@ -214,6 +223,9 @@ class BackgroundDelivery:
         token: str,
         batches: list[list[dict[str, Any]]],
         concurrency: int = 4,
+        *,
+        deadline_s: float = 240,
+        events_per_s: float | None = None,
     ) -> None:
         self.delivery = Delivery()
         self._error: BaseException | None = None
@@ -221,7 +233,17 @@ class BackgroundDelivery:
 
         def run() -> None:
             try:
-                asyncio.run(deliver(url, token, batches, concurrency, self.delivery))
+                asyncio.run(
+                    deliver(
+                        url,
+                        token,
+                        batches,
+                        concurrency,
+                        self.delivery,
+                        deadline_s,
+                        events_per_s,
+                    )
+                )
             except BaseException as exc:  # handed to the test thread in join()
                 self._error = exc
 
@@ -331,3 +353,50 @@ def verdict(
 def artifacts_path(name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / name
+
+
+@dataclass
+class StorageUse:
+    """Bytes kept per event, from the database's own collStats (BSON bytes of the documents
+    plus their indexes) and the broker's log files for the topic."""
+
+    events: int
+    collections: dict[str, dict[str, int]]
+    log_bytes: int
+
+    def per_event(self, name: str) -> float:
+        stats = self.collections[name]
+        return (stats["size"] + stats["index"]) / self.events
+
+    def report(self) -> dict[str, Any]:
+        per_million = {
+            name: round(self.per_event(name) * 1_000_000 / 2**20, 1) for name in self.collections
+        }
+        per_million["kafka log"] = round(self.log_bytes / self.events * 1_000_000 / 2**20, 1)
+        return {
+            "events": self.events,
+            "bytes_per_event": {
+                **{name: round(self.per_event(name), 1) for name in self.collections},
+                "kafka log": round(self.log_bytes / self.events, 1),
+            },
+            "MiB_per_million_events": per_million,
+            "documents": {name: stats["count"] for name, stats in self.collections.items()},
+        }
+
+
+def storage_use(
+    mongodb_uri: str, database: str, topic_dir: Path, events: int, names: list[str]
+) -> StorageUse:
+    from pymongo import MongoClient
+
+    db = MongoClient(mongodb_uri)[database]
+    collections = {}
+    for name in names:
+        stats = db.command("collStats", name)
+        collections[name] = {
+            "size": int(stats["size"]),
+            "index": int(stats["totalIndexSize"]),
+            "count": int(stats["count"]),
+        }
+    log_bytes = sum(path.stat().st_size for path in topic_dir.rglob("*") if path.is_file())
+    return StorageUse(events, collections, log_bytes)
