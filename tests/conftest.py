@@ -119,7 +119,9 @@ class Pipeline:
 
 
 @contextmanager
-def running_pipeline(infra: LocalStack) -> Iterator[Pipeline]:
+def running_pipeline(
+    infra: LocalStack, extra_env: dict[str, str] | None = None
+) -> Iterator[Pipeline]:
     """The three services on fresh topics and a fresh database of `infra`."""
     run = uuid.uuid4().hex[:8]
     ports = {"ingest": free_port(), "api": free_port(), "aggregator": free_port()}
@@ -138,6 +140,7 @@ def running_pipeline(infra: LocalStack) -> Iterator[Pipeline]:
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
         "PYTHONPATH": str(REPO),
+        **(extra_env or {}),
     }
     line = Pipeline(infra, env, ports, env["ADMIN_TOKEN"])
     init = infra.spawn("init", [sys.executable, "-m", "shared.admin", "init"], env=env)

@@ -19,5 +19,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 @pytest.fixture()
 def line(fault_stack: LocalStack) -> Iterator[Pipeline]:
     """Fresh topics and database for each scenario, on the suite's own servers."""
-    with running_pipeline(fault_stack) as pipeline:
+    # Ingest gives up on the broker after 3 s (10 by default), so a broker restart is seen by
+    # clients as 503s, as it would be in a longer outage.
+    with running_pipeline(fault_stack, {"PUBLISH_TIMEOUT_S": "3"}) as pipeline:
         yield pipeline
