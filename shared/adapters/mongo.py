@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -435,20 +435,37 @@ class Store:
         unbounded when both are None. Whole months come from the month total, partial months
         from their days."""
         result: dict[str, dict[str, int]] = {unit_id: defaultdict(int) for unit_id in unit_ids}
-        query: Document = {"u": {"$in": list(unit_ids)}}
-        if first is not None and last is not None:
-            query["m"] = {"$gte": first.strftime("%Y-%m"), "$lte": last.strftime("%Y-%m")}
-        async for doc in self.totals.find(query, {"u": 1, "m": 1, "t": 1, "d": 1}):
-            year, month = (int(part) for part in doc["m"].split("-"))
-            month_first = date(year, month, 1)
-            month_last = date(year, month, calendar.monthrange(year, month)[1])
-            target = result[doc["u"]]
-            if first is None or last is None or (first <= month_first and month_last <= last):
-                _add_into(target, doc.get("t") or {})
-                continue
-            for day_key, values in (doc.get("d") or {}).items():
-                if first <= date(year, month, int(day_key)) <= last:
-                    _add_into(target, values)
+        units: Document = {"$in": list(unit_ids)}
+        if first is None or last is None:
+            async for doc in self.totals.find({"u": units}, {"u": 1, "t": 1}):
+                _add_into(result[doc["u"]], doc.get("t") or {})
+            return {unit_id: dict(values) for unit_id, values in result.items()}
+        # Only the (at most two) months the range cuts need their days; the whole months in
+        # between are read without them: a month document's days are most of its bytes.
+        edges = sorted({first.strftime("%Y-%m"), last.strftime("%Y-%m")})
+        whole_first = first if first.day == 1 else _next_month(first)
+        whole_last = last if last == _month_end(last) else last.replace(day=1) - timedelta(1)
+        if whole_first <= whole_last:
+            whole: Document = {
+                "$gte": whole_first.strftime("%Y-%m"),
+                "$lte": whole_last.strftime("%Y-%m"),
+            }
+            async for doc in self.totals.find({"u": units, "m": whole}, {"u": 1, "t": 1}):
+                _add_into(result[doc["u"]], doc.get("t") or {})
+        cut = [
+            m
+            for m in edges
+            if not (whole_first.strftime("%Y-%m") <= m <= whole_last.strftime("%Y-%m"))
+            or whole_first > whole_last
+        ]
+        if cut:
+            async for doc in self.totals.find(
+                {"u": units, "m": {"$in": cut}}, {"u": 1, "m": 1, "d": 1}
+            ):
+                year, month = (int(part) for part in doc["m"].split("-"))
+                for day_key, values in (doc.get("d") or {}).items():
+                    if first <= date(year, month, int(day_key)) <= last:
+                        _add_into(result[doc["u"]], values)
         return {unit_id: dict(values) for unit_id, values in result.items()}
 
     async def daily_totals(
@@ -581,6 +598,14 @@ class Store:
             # Another replica remembered some of them first; anything else is a real failure.
             if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
                 raise
+
+
+def _month_end(day: date) -> date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def _next_month(day: date) -> date:
+    return _month_end(day) + timedelta(1)
 
 
 def _parse_local_date(text: str) -> LocalDate:
