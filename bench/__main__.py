@@ -1,0 +1,382 @@
+"""`make bench` (`python -m bench [--quick]`): every figure beside its baseline, one run.
+
+Writes BENCHMARKS.md (figures, baselines, ratios, goals, the machine, the date, the command)
+and bench/results-<full|quick>.json (everything measured, raw).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from bench import measure
+from bench.report import write_report
+from bench.world import (
+    Deployment,
+    applied_offsets,
+    check_encoding,
+    deploy,
+    local_stack,
+    prefill,
+    realistic_events,
+    synthetic_catalog,
+)
+from deploy.local.stack import REPO
+
+
+@dataclass(frozen=True)
+class Sizes:
+    aggregator_events: int
+    faust_events: int
+    naive_events: int
+    naive_cap_s: float
+    ingest_batches: int
+    single_requests: int
+    freshness_s: float
+    api_events: int
+    api_totals_requests: int
+    api_progress_requests: int
+    scale_small: int
+    scale_large: int
+
+
+FULL = Sizes(
+    aggregator_events=1_000_000,
+    faust_events=20_000,
+    naive_events=20_000,
+    naive_cap_s=60,
+    ingest_batches=300,
+    single_requests=5_000,
+    freshness_s=60,
+    api_events=300_000,
+    api_totals_requests=5_000,
+    api_progress_requests=1_000,
+    scale_small=1_000_000,
+    scale_large=10_000_000,
+)
+# Scaled so the whole run stays near 5 minutes on the local database (the aggregator folds
+# a few thousand events/s there at best): a tenth of the full sizes and less.
+QUICK = Sizes(
+    aggregator_events=50_000,
+    faust_events=3_000,
+    naive_events=3_000,
+    naive_cap_s=10,
+    ingest_batches=40,
+    single_requests=600,
+    freshness_s=10,
+    api_events=20_000,
+    api_totals_requests=600,
+    api_progress_requests=40,
+    scale_small=20_000,
+    scale_large=60_000,
+)
+CHUNK = 200_000  # events generated and appended at a time (10M dicts would not fit in memory)
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+async def fill(deployment: Deployment, count: int, seed: int) -> float:
+    """Append `count` realistic events in chunks; events/s of the appends."""
+    appended, spent = 0, 0.0
+    while appended < count:
+        events = realistic_events(deployment.catalog, min(CHUNK, count - appended), seed + appended)
+        if appended == 0:
+            check_encoding(events)
+        started = time.perf_counter()
+        await prefill(deployment.stack.kafka_bootstrap, deployment.topic, events)
+        spent += time.perf_counter() - started
+        appended += len(events)
+    return count / spent
+
+
+async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[[], None]) -> None:
+    catalog_1k = synthetic_catalog(1_000)
+
+    def done(phase: str, figures: Any) -> None:
+        results[phase] = figures
+        results.setdefault("load", {})[phase] = [round(x, 2) for x in os.getloadavg()]
+        save()
+
+    with local_stack(root) as stack:
+        client: measure.Client = AsyncMongoClient(stack.mongodb_uri, tz_aware=True)
+        try:
+            # 1. Aggregator, raw consumer, naive subscriber and faust on one pre-filled topic.
+            a = deploy(stack, "agg", catalog_1k, root)
+            n = sizes.aggregator_events
+            log(f"pre-filling {n:,} events over {len(catalog_1k.units):,} units")
+            done("prefill_rate", await fill(a, n, seed=1))
+            log(f"send_batch pre-fill: {results['prefill_rate']:,.0f} events/s")
+            done("raw_consume", await measure.raw_consume(stack.kafka_bootstrap, a.topic, n))
+            log(f"raw aiokafka consume: {results['raw_consume']['rate']:,.0f} events/s")
+            done("aggregator", await measure.aggregator_throughput(a, client, n))
+            log(f"aggregator: {results['aggregator']['rate']:,.0f} events/s")
+            a.stop_all()
+            naive = await measure.naive_subscriber(a, client, sizes.naive_events, sizes.naive_cap_s)
+            done("naive", naive)
+            log(f"naive subscriber: {naive['rate']:,.1f} events/s over {naive['events']:,} events")
+            faust = await measure.faust_count(a, sizes.faust_events, Path(a.env["BENCH_CATALOG"]))
+            done("faust", faust)
+            log(f"faust-streaming table: {faust}")
+            # 2. Ingest.
+            done("ingest", await ingest(stack, catalog_1k, root, sizes))
+            # 3. Freshness.
+            done("freshness", await freshness(stack, catalog_1k, root, sizes))
+            # 4. The API over a 10,000-unit catalog.
+            done("api", await api(stack, root, sizes, client))
+            # 5. Scale: rebuild a log, then one ten times (QUICK: three times) larger.
+            done("scale", await scale(stack, catalog_1k, root, client, sizes))
+        finally:
+            await client.close()
+
+
+async def scale(
+    stack: Any, catalog: Any, root: Path, client: measure.Client, sizes: Sizes
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for label, count in (("small", sizes.scale_small), ("large", sizes.scale_large)):
+        d = deploy(stack, f"scale-{label}", catalog, root)
+        log(f"pre-filling {count:,} events")
+        prefill_rate = await fill(d, count, seed=7)
+        log(f"rebuild of {count:,} events")
+        seconds = await measure.rebuild(d)
+        figures[label] = {
+            "events": count,
+            "rebuild_s": seconds,
+            "prefill_rate": prefill_rate,
+            "bytes": await measure.stored_bytes(client, d.db),
+        }
+        log(f"rebuild {count:,}: {seconds:.1f} s ({count / seconds:,.0f} events/s)")
+    return figures
+
+
+async def ingest(stack: Any, catalog: Any, root: Path, sizes: Sizes) -> dict[str, Any]:
+    d = deploy(stack, "ingest", catalog, root)
+    figures: dict[str, Any] = {}
+    raw_events = realistic_events(catalog, sizes.ingest_batches * 1000, seed=11)
+    figures["raw_producer_rate"] = await measure.raw_produce(
+        stack.kafka_bootstrap, d.topic, raw_events
+    )
+    log(f"raw producer (send per record): {figures['raw_producer_rate']:,.0f} events/s")
+    d.start("ingest")
+    try:
+        events = realistic_events(catalog, sizes.ingest_batches * 1000, seed=12)
+        bodies = [measure.encode_list(events[i : i + 1000]) for i in range(0, len(events), 1000)]
+        with measure.CpuWatch(measure.server_pids(d)) as cpu:
+            latencies, wall = await measure.closed_loop(
+                bodies, d.url("ingest", "/v1/events"), d.token, concurrency=4
+            )
+        figures["batches"] = measure.latency_summary(latencies, wall, unit=1000) | {
+            "cpu": cpu.shares
+        }
+        log(f"ingest batches: {figures['batches']['events_per_s']:,.0f} events/s")
+        singles = realistic_events(catalog, sizes.single_requests, seed=13)
+        bodies = [measure.encode(e) for e in singles]
+        for concurrency in (1, 8):
+            part = bodies[: len(bodies) // 2] if concurrency == 1 else bodies[len(bodies) // 2 :]
+            with measure.CpuWatch(measure.server_pids(d)) as cpu:
+                latencies, wall = await measure.closed_loop(
+                    part, d.url("ingest", "/v1/events"), d.token, concurrency=concurrency
+                )
+            figures[f"single_c{concurrency}"] = measure.latency_summary(latencies, wall) | {
+                "cpu": cpu.shares
+            }
+            log(
+                f"ingest single events, {concurrency} clients: "
+                f"{figures[f'single_c{concurrency}']['rps']:,.0f} req/s, "
+                f"p99 {figures[f'single_c{concurrency}']['p99_ms']:.1f} ms"
+            )
+    finally:
+        d.stop_all()
+    return figures
+
+
+async def freshness(stack: Any, catalog: Any, root: Path, sizes: Sizes) -> dict[str, Any]:
+    d = deploy(stack, "fresh", catalog, root)
+    probe_unit = catalog.communes[0]
+    pool = catalog.communes[1:]
+    seed = [100]
+
+    def make(count: int) -> list[dict[str, Any]]:
+        seed[0] += 1
+        return realistic_events(catalog, count, seed[0], span_days=3, units=pool)
+
+    figures: dict[str, Any] = {}
+    for service in ("aggregator", "ingest", "api"):
+        d.start(service)
+    client: measure.Client = AsyncMongoClient(stack.mongodb_uri)
+    try:
+        for index, rate in enumerate((5_000, 20_000)):
+            log(f"freshness at {rate:,} events/s for {sizes.freshness_s:.0f} s")
+            figures[str(rate)] = await measure.freshness(
+                d, make, probe_unit, rate, sizes.freshness_s, index
+            )
+            f = figures[str(rate)]
+            log(
+                f"freshness {rate:,}/s: achieved {f['achieved_rate']:,.0f}/s, "
+                f"p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms"
+            )
+            if rate == 20_000:
+                break
+            # Let the aggregator drain what it owes before the next rate.
+            drained = time.perf_counter()
+            end = await _log_end(stack.kafka_bootstrap, d.topic)
+            await measure.wait_until(lambda end=end: _applied_at_least(client, d, end), 600)
+            figures[str(rate)]["drain_s"] = time.perf_counter() - drained
+    finally:
+        await client.close()
+        d.stop_all()
+    return figures
+
+
+async def _applied_at_least(client: measure.Client, d: Deployment, count: int) -> bool:
+    return await applied_offsets(client, d.db, d.topic) >= count
+
+
+async def _log_end(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(4)]
+        ends = await consumer.end_offsets(tps)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def api(stack: Any, root: Path, sizes: Sizes, client: measure.Client) -> dict[str, Any]:
+    catalog = synthetic_catalog(10_000)
+    d = deploy(stack, "api", catalog, root)
+    log(f"API: {sizes.api_events:,} events over {len(catalog.units):,} units")
+    await fill(d, sizes.api_events, seed=21)
+    figures: dict[str, Any] = {"catalog_units": len(catalog.units)}
+    d.start("aggregator")
+    try:
+
+        async def counted() -> bool:
+            return await applied_offsets(client, d.db, d.topic) >= sizes.api_events
+
+        await measure.wait_until(counted, 1800)
+        d.stop("aggregator")
+        d.start("api")
+        campaign = await measure.set_up_campaign(d)
+        base = d.url("api", "")
+        paths = measure.totals_paths(d, sizes.api_totals_requests, seed=5)
+        progress = [
+            f"/v1/campaigns/{campaign}/progress?unit_id={catalog.province}&at=2025-10-01"
+        ] * sizes.api_progress_requests
+        await measure.get_loop(paths[:50], base, d.token, 1)  # warm-up
+        for name, work in (("totals", paths), ("progress", progress)):
+            for concurrency in (1, 4):
+                with measure.CpuWatch(measure.server_pids(d)) as cpu:
+                    latencies, wall = await measure.get_loop(work, base, d.token, concurrency)
+                figures[f"{name}_c{concurrency}"] = measure.latency_summary(latencies, wall) | {
+                    "cpu": cpu.shares
+                }
+                f = figures[f"{name}_c{concurrency}"]
+                log(
+                    f"{name}, {concurrency} clients: {f['rps']:,.0f} req/s, "
+                    f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms"
+                )
+    finally:
+        d.stop_all()
+    return figures
+
+
+def machine() -> dict[str, Any]:
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    total_kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
+    load = os.getloadavg()
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(total_kb / 1024 / 1024, 1),
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_before": [round(x, 2) for x in load],
+    }
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="scaled-down sizes (~5 minutes)")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the kept results"
+    )
+    args = parser.parse_args()
+    if args.report_only:
+        kept = REPO / "bench" / f"results-{'quick' if args.quick else 'full'}.json"
+        write_report(args.output, _all_results(kept, json.loads(kept.read_text())))
+        return
+    sizes = QUICK if args.quick else FULL
+    command = "make bench QUICK=1" if args.quick else "make bench"
+    info = machine()
+    started = time.perf_counter()
+    date = datetime.now(UTC)
+    root = Path(tempfile.mkdtemp(prefix="bench-", dir=REPO / ".local"))
+    log(f"{command}: data under {root}")
+    results: dict[str, Any] = {
+        "sizes": sizes.__dict__,
+        "machine": info,
+        "command": command,
+        "date": date.isoformat(timespec="seconds"),
+        "complete": False,
+    }
+    raw = REPO / "bench" / f"results-{'quick' if args.quick else 'full'}.json"
+
+    def save() -> None:
+        results["wall_s"] = time.perf_counter() - started
+        raw.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+    try:
+        asyncio.run(run(sizes, root, results, save))
+        results["complete"] = True
+    finally:
+        save()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    wall = time.perf_counter() - started
+    write_report(args.output, _all_results(raw, results))
+    log(f"done in {wall / 60:.1f} min: {args.output} and {raw}")
+
+
+def _all_results(latest: Path, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """This run's results, and the other mode's last ones if kept (the report shows both)."""
+    found: dict[str, dict[str, Any]] = {}
+    for mode in ("full", "quick"):
+        path = latest.parent / f"results-{mode}.json"
+        load: Callable[[], dict[str, Any]] = lambda p=path: json.loads(p.read_text())  # noqa: E731
+        if path == latest:
+            found[mode] = results
+        elif path.exists():
+            found[mode] = load()
+    return found
+
+
+if __name__ == "__main__":
+    main()

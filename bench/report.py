@@ -1,0 +1,193 @@
+"""BENCHMARKS.md from the measured results (the interpretation lives in bench/analysis.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ANALYSIS = Path(__file__).with_name("analysis.md")
+
+
+def _n(value: float, digits: int = 0) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _goal(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def _cpu(shares: dict[str, float]) -> str:
+    return ", ".join(f"{name} {share:.2f}" for name, share in sorted(shares.items()))
+
+
+def _faust_row(faust: dict[str, Any], rate: float) -> str:
+    if "rate" not in faust:
+        reason = str(faust.get("error", "?"))[:200].replace("|", "/").replace("\n", " ")
+        return f"| (c) faust-streaming table count | not measured: {reason} | — | — |"
+    return (
+        f"| (c) faust-streaming table count, in memory, 12 table updates per event "
+        f"({faust['events']:,} events; no MongoDB, no exactly-once) | {_n(faust['rate'], 1)} | "
+        f"{rate / faust['rate']:,.1f}× it | — |"
+    )
+
+
+def section(mode: str, r: dict[str, Any]) -> list[str]:
+    m = r["machine"]
+    sizes = r["sizes"]
+    lines = [
+        f"## `{r['command']}` — {r['date']}",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, Python "
+        f"{m['python']}, Linux {m['kernel']}; load average before the run {m['load_before']} "
+        "(the machine is shared). Wall time of the whole run: "
+        f"**{r['wall_s'] / 60:.1f} min**. Local broker tansu 0.6.0 (localbucket S3 store), "
+        "SecantusDB 0.7.0b3; everything on 127.0.0.1, 4 partitions.",
+        "",
+    ]
+    agg, raw, naive = r["aggregator"], r["raw_consume"], r["naive"]
+    ratio_raw = agg["rate"] / raw["rate"]
+    ratio_naive = agg["rate"] / naive["rate"]
+    lines += [
+        f"### 1. Aggregator throughput ({sizes['aggregator_events']:,} events, 1,000 units)",
+        "",
+        "| what | events/s | ratio | goal |",
+        "| --- | ---: | ---: | --- |",
+        f"| aggregator (real service process, exactly-once, rollups) | {_n(agg['rate'])} | — | — |",
+        f"| (a) raw aiokafka group consumer, no decoding | {_n(raw['rate'])} | "
+        f"{ratio_raw:.1%} of it | ≥ 50%: {_goal(ratio_raw >= 0.5)} |",
+        f"| (b) naive FastStream subscriber, 12 `$inc` upserts per event "
+        f"({naive['events']:,} events) | {_n(naive['rate'], 1)} | {ratio_naive:,.0f}× it | "
+        f"≥ 20×: {_goal(ratio_naive >= 20)} |",
+        _faust_row(r.get("faust") or {}, agg["rate"]),
+        "",
+        f"Pre-fill with `send_batch`: {_n(r['prefill_rate'])} events/s. Aggregator wall time "
+        f"from process start: {agg['wall_s']:.1f} s. CPU (cores) during the aggregator run: "
+        f"{_cpu(agg['cpu'])}.",
+        "",
+    ]
+    ing = r["ingest"]
+    b = ing["batches"]
+    ratio_ing = b["events_per_s"] / ing["raw_producer_rate"]
+    lines += [
+        "### 2. Ingest",
+        "",
+        "| what | events/s | req/s | p50 ms | p99 ms | goal |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+        f"| raw aiokafka producer, acks=all, linger 5 ms, send per record | "
+        f"{_n(ing['raw_producer_rate'])} | — | — | — | — |",
+        f"| `POST /v1/events`, batches of 1,000, 4 clients | {_n(b['events_per_s'])} | "
+        f"{_n(b['rps'], 1)} | {_n(b['p50_ms'], 1)} | {_n(b['p99_ms'], 1)} | "
+        f"{ratio_ing:.1%} of raw, ≥ 50%: {_goal(ratio_ing >= 0.5)} |",
+    ]
+    for c in (1, 8):
+        s = ing[f"single_c{c}"]
+        lines.append(
+            f"| single events, {c} client{'s' if c > 1 else ''} | {_n(s['events_per_s'])} | "
+            f"{_n(s['rps'])} | {_n(s['p50_ms'], 1)} | {_n(s['p99_ms'], 1)} | "
+            f"p99 ≤ 50 ms: {_goal(s['p99_ms'] <= 50)} |"
+        )
+    lines += [
+        "",
+        f"CPU (cores) during the batches: {_cpu(b['cpu'])}; single events, 8 clients: "
+        f"{_cpu(ing['single_c8']['cpu'])}.",
+        "",
+        f"### 3. Freshness (202 → visible in `/v1/totals`, {sizes['freshness_s']:.0f} s per rate)",
+        "",
+        "| offered events/s | achieved events/s | probes | p50 ms | p99 ms | max ms | drain after "
+        "| goal |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for rate, f in r["freshness"].items():
+        goal = f"p99 ≤ 1 s: {_goal(f['p99_ms'] <= 1000)}" if rate == "5000" else "—"
+        lines.append(
+            f"| {int(rate):,} | {_n(f['achieved_rate'])} | {f['probes']} | {_n(f['p50_ms'])} | "
+            f"{_n(f['p99_ms'])} | {_n(f['max_ms'])} | {f.get('drain_s', 0):.1f} s | {goal} |"
+        )
+    for rate, f in r["freshness"].items():
+        lines.append(f"\nCPU (cores) at {int(rate):,}/s: {_cpu(f['cpu'])}.")
+    api = r["api"]
+    lines += [
+        "",
+        f"### 4. API ({api['catalog_units']:,}-unit catalog, {sizes['api_events']:,} events "
+        "counted)",
+        "",
+        "| request | clients | req/s | p50 ms | p99 ms | goal |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, label, limit in (
+        ("totals", "`/v1/totals` (random unit, metric, period)", 10),
+        ("progress", "province `progress` (100 districts)", 50),
+    ):
+        for c in (1, 4):
+            s = api[f"{name}_c{c}"]
+            goal = f"p99 ≤ {limit} ms: {_goal(s['p99_ms'] <= limit)}" if c == 1 else "—"
+            lines.append(
+                f"| {label} | {c} | {_n(s['rps'])} | {_n(s['p50_ms'], 1)} | "
+                f"{_n(s['p99_ms'], 1)} | {goal} |"
+            )
+    sc = r["scale"]
+    small, large = sc["small"], sc["large"]
+
+    def total_bytes(x: dict[str, Any]) -> int:
+        return sum(v for k, v in x["bytes"].items() if not k.endswith(".storage"))
+
+    per = [(x["events"], x["rebuild_s"], total_bytes(x), x["bytes"]) for x in (small, large)]
+    lines += [
+        "",
+        "### 5. Scale (rebuild = `python -m shared.admin rebuild`, replaying the whole log)",
+        "",
+        "| events | rebuild s | µs per event | events/s | MongoDB bytes (data + indexes) | "
+        "bytes per event |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for events, seconds, size, _ in per:
+        lines.append(
+            f"| {events:,} | {seconds:.1f} | {seconds / events * 1e6:,.0f} | "
+            f"{_n(events / seconds)} | {size:,} | {size / events:,.1f} |"
+        )
+    growth_t = (per[1][1] / per[1][0]) / (per[0][1] / per[0][0])
+    growth_b = (per[1][2] / per[1][0]) / (per[0][2] / per[0][0])
+    lines += [
+        "",
+        f"Per-event growth from {per[0][0]:,} to {per[1][0]:,}: rebuild time ×{growth_t:.2f}, "
+        f"bytes ×{growth_b:.2f} (flat = ×1.00; goal: flat). Per collection at "
+        f"{per[1][0]:,}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(per[1][3].items())) + ".",
+        "",
+    ]
+    return lines
+
+
+def write_report(path: Path, results: dict[str, dict[str, Any]]) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (full sizes, under 30 minutes) or `make bench QUICK=1` (scaled "
+        "down, under 5); the raw figures are in `bench/results-full.json` and "
+        "`bench/results-quick.json`. Every ratio is against a baseline measured in the same "
+        "run on the same machine. How the harness works and what bounds each figure: after "
+        "the figures.",
+        "",
+    ]
+    for mode in ("full", "quick"):
+        if mode in results:
+            try:
+                lines += section(mode, results[mode])
+            except KeyError as missing:
+                lines += [
+                    f"## `{results[mode]['command']}` — {results[mode]['date']}: incomplete run "
+                    f"(no {missing} figures; see bench/results-{mode}.json)",
+                    "",
+                ]
+            load = results[mode].get("load", {})
+            if load:
+                lines += [
+                    "Load average (1, 5, 15 min) at the end of each phase: "
+                    + "; ".join(f"{phase} {values}" for phase, values in load.items())
+                    + ".",
+                    "",
+                ]
+    if ANALYSIS.exists():
+        lines += [ANALYSIS.read_text().rstrip(), ""]
+    path.write_text("\n".join(lines).rstrip() + "\n")
