@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,3 +101,48 @@ class LiveHub:
                     yield f"event: total\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
         finally:
             self._subscribers.discard(subscriber)
+
+
+async def _still_valid(check: Callable[[], Awaitable[bool]]) -> bool:
+    try:
+        return await check()
+    except Exception:
+        # The database is down: no token can be revoked meanwhile either (revoking writes
+        # to it), so the stream goes on, as it outlives a database hiccup elsewhere.
+        log.warning("could not re-check a stream's token; keeping the stream", exc_info=True)
+        return True
+
+
+async def until_revoked(
+    chunks: AsyncIterator[str],
+    still_valid: Callable[[], Awaitable[bool]],
+    every_s: float,
+) -> AsyncIterator[str]:
+    """Pass `chunks` on while `still_valid()` holds, asking it at least every `every_s` seconds
+    even when nothing is sent: a stream opened with a token that is then revoked (or expires)
+    ends within that time, as every other request would be refused at once."""
+    pending: asyncio.Task[str] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(chunks))
+            done, _ = await asyncio.wait({pending}, timeout=every_s)
+            if not await _still_valid(still_valid):
+                yield 'event: revoked\ndata: {"detail": "the token was revoked or expired"}\n\n'
+                return
+            if done:
+                try:
+                    chunk = pending.result()
+                except StopAsyncIteration:
+                    return
+                pending = None
+                yield chunk
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            # Unsubscribes from the hub now, not whenever the generator is collected.
+            await close()

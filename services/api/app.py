@@ -8,32 +8,50 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 
 from services.api.dashboard import dashboard_routes
 from services.api.reports import report_routes
-from shared.adapters.auth import Authenticator, require_admin
+from shared.adapters.auth import Authenticator, bearer_token, rate_limits, require_admin
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.http import add_operational_routes
+from shared.adapters.http_security import ERROR_RESPONSES, Day, harden
 from shared.adapters.mongo import Store, connect
+from shared.adapters.security_store import SecurityStore
 from shared.campaign_gauges import CampaignGauges
+from shared.domain.access import Principal
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SAFE_TOKEN_PATTERN, SERVICE_ID_PATTERN, UNIT_ID_PATTERN
 from shared.domain.periods import InvalidPeriod, Period, today_local
+from shared.domain.safety import unsafe_text_reason
 from shared.domain.units import InvalidCatalog, Unit, UnitLevel, rollup_shift
-from shared.live import LiveHub
+from shared.live import LiveHub, until_revoked
 from shared.settings import Settings, get_settings
 from shared.views import NotFound, Views, json_number
 
 UnitId = Annotated[str, Field(pattern=UNIT_ID_PATTERN)]
 ServiceId = Annotated[str, Field(pattern=SERVICE_ID_PATTERN)]
+# Ids that name documents (campaigns, tokens): validated before they reach a query.
+CampaignId = Annotated[str, Path(pattern=SAFE_TOKEN_PATTERN)]
+TokenName = Annotated[str, Path(pattern=SAFE_TOKEN_PATTERN)]
+UnitPath = Annotated[str, Path(pattern=UNIT_ID_PATTERN)]
+
+
+def _safe_name(value: str) -> str:
+    reason = unsafe_text_reason(value)
+    if reason:
+        raise ValueError(reason)
+    return value
+
+
+SafeName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_safe_name)]
 
 
 class UnitOut(BaseModel):
@@ -46,7 +64,7 @@ class UnitOut(BaseModel):
 
 class UnitIn(BaseModel):
     id: UnitId
-    name: str = Field(min_length=1, max_length=200)
+    name: SafeName
     level: UnitLevel
     parent_id: UnitId | None
 
@@ -79,6 +97,16 @@ class TokenRequest(BaseModel):
     name: str = Field(pattern=SAFE_TOKEN_PATTERN)
     role: Literal["field", "viewer"]
     scope: list[UnitId] = Field(default_factory=list, max_length=1000)
+    expires_at: AwareDatetime | None = Field(
+        None, description="the token stops working at this instant (default: never)"
+    )
+    rate_limit: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="requests per rate-limit window for this token, instead of its role's "
+        "default (0: unlimited)",
+    )
 
 
 class TokenCreated(BaseModel):
@@ -86,9 +114,9 @@ class TokenCreated(BaseModel):
 
 
 class CampaignIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    starts: date
-    ends: date
+    name: SafeName
+    starts: Day
+    ends: Day
     lagging_threshold: float = Field(
         0.9, gt=0, le=1, description="lagging when value < expected × this share"
     )
@@ -110,6 +138,24 @@ class ServicesIn(BaseModel):
     services: list[ServiceId] = Field(max_length=10_000)
 
 
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The admin behind a request, for the audit log."""
+
+    principal: Principal
+    client: str | None
+
+
+class AuditEntry(BaseModel):
+    at: datetime
+    actor: str
+    role: str
+    client: str | None
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
 def parse_period(text: str) -> Period:
     try:
         return Period.parse(text)
@@ -123,15 +169,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = Store(client, settings.mongodb_db)
     catalog = CatalogCache(store)
     views = Views(store, catalog, settings.events_topic, settings.event_partitions)
-    authenticator = Authenticator(store, settings.admin_token)
+    security = SecurityStore(store)
+    authenticator = Authenticator(store, settings.admin_token, security, rate_limits(settings))
     reader = Depends(authenticator.principal)
-    admin = Depends(require_admin(authenticator.principal))
+    admin_principal = require_admin(authenticator.principal)
+
+    async def admin_actor(request: Request) -> Actor:
+        principal = await admin_principal(request)
+        return Actor(principal, request.client.host if request.client else None)
+
+    admin = Depends(admin_actor)
+
+    async def audit(actor: Actor, action: str, target: str, **details: Any) -> None:
+        await security.record(actor.principal, action, target, details, actor.client)
 
     hub = LiveHub(views)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.ensure_indexes()
+        await security.ensure_indexes()
         await catalog.reload()
         hub.start()
         try:
@@ -146,7 +203,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Live totals, progress against targets, rankings, reports, units and "
         "tokens (contract v1).",
+        responses=ERROR_RESPONSES,
     )
+    # Before the operational routes: their request metrics then count what the guard refuses.
+    harden(app, "api", settings.cors_origin_list, settings.api_max_body_bytes)
     add_operational_routes(app, "api", [CampaignGauges(store, catalog, views)])
 
     @app.exception_handler(NotFound)
@@ -191,8 +251,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             merged_into=unit.merged_into,
         )
 
-    @app.post("/v1/units", status_code=201, response_model=UnitOut, dependencies=[admin])
-    async def add_unit(body: UnitIn) -> UnitOut:
+    @app.post("/v1/units", status_code=201, response_model=UnitOut, responses={409: {}})
+    async def add_unit(body: UnitIn, actor: Actor = admin) -> UnitOut:
         tree = await catalog.reload()
         if body.id in tree:
             raise HTTPException(status.HTTP_409_CONFLICT, f"unit {body.id!r} exists")
@@ -200,10 +260,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown parent {body.parent_id!r}"
             )
-        return await reorganise(Unit(body.id, body.name, body.level, body.parent_id))
+        added = await reorganise(Unit(body.id, body.name, body.level, body.parent_id))
+        await audit(actor, "unit.add", body.id, **body.model_dump(mode="json"))
+        return added
 
-    @app.post("/v1/units/{unit_id}/move", response_model=UnitOut, dependencies=[admin])
-    async def move_unit(unit_id: str, body: MoveIn) -> UnitOut:
+    @app.post("/v1/units/{unit_id}/move", response_model=UnitOut)
+    async def move_unit(unit_id: UnitPath, body: MoveIn, actor: Actor = admin) -> UnitOut:
         """Move a unit (with everything under it) under another parent. Its history moves with
         it: every total of the old and new ancestors is recomputed to match, for all periods."""
         tree = await catalog.reload()
@@ -214,10 +276,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown parent {body.parent_id!r}"
             )
-        return await reorganise(replace(unit, parent_id=body.parent_id))
+        moved = await reorganise(replace(unit, parent_id=body.parent_id))
+        await audit(actor, "unit.move", unit_id, parent_id=body.parent_id)
+        return moved
 
-    @app.post("/v1/units/{unit_id}/merge", response_model=UnitOut, dependencies=[admin])
-    async def merge_unit(unit_id: str, body: MergeIn) -> UnitOut:
+    @app.post("/v1/units/{unit_id}/merge", response_model=UnitOut)
+    async def merge_unit(unit_id: UnitPath, body: MergeIn, actor: Actor = admin) -> UnitOut:
         """Merge a unit into another: its history counts for the unit it joins (and that unit's
         ancestors) from now on, it still answers for itself, and it takes no new events."""
         tree = await catalog.reload()
@@ -228,20 +292,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"cannot merge into {body.into!r}"
             )
-        return await reorganise(replace(unit, parent_id=body.into, merged_into=body.into))
+        merged = await reorganise(replace(unit, parent_id=body.into, merged_into=body.into))
+        await audit(actor, "unit.merge", unit_id, into=body.into)
+        return merged
 
-    @app.put("/v1/units/{unit_id}/services", status_code=204, dependencies=[admin])
-    async def put_services(unit_id: str, body: ServicesIn) -> Response:
+    @app.put("/v1/units/{unit_id}/services", status_code=204)
+    async def put_services(unit_id: UnitPath, body: ServicesIn, actor: Actor = admin) -> Response:
         """The online public services this unit offers (the denominator of
         `filing.services_with_online_share`)."""
         tree = await catalog.covering([unit_id])
         if unit_id not in tree:
             raise NotFound(f"unknown unit {unit_id!r}")
         await store.put_service_catalog(unit_id, body.services)
+        await audit(actor, "unit.services", unit_id, services=body.services)
         return Response(status_code=204)
 
     @app.get("/v1/units/{unit_id}/services", dependencies=[reader])
-    async def get_services(unit_id: str) -> dict[str, list[str]]:
+    async def get_services(unit_id: UnitPath) -> dict[str, list[str]]:
         catalogs = await store.service_catalogs_by_unit()
         return {"services": sorted(catalogs.get(unit_id, frozenset()))}
 
@@ -275,12 +342,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- campaigns -------------------------------------------------------------------------
 
-    @app.put("/v1/campaigns/{campaign_id}", dependencies=[admin])
+    @app.put("/v1/campaigns/{campaign_id}", responses={201: {"description": "created"}})
     async def put_campaign(
-        campaign_id: Annotated[str, Field(pattern=SAFE_TOKEN_PATTERN)], body: CampaignIn
+        campaign_id: CampaignId, body: CampaignIn, actor: Actor = admin
     ) -> JSONResponse:
         campaign = Campaign(campaign_id, body.name, body.starts, body.ends, body.lagging_threshold)
         created = await store.put_campaign(campaign)
+        await audit(actor, "campaign.put", campaign_id, **body.model_dump(mode="json"))
         return JSONResponse(
             {"id": campaign_id, **body.model_dump(mode="json")}, 201 if created else 200
         )
@@ -298,8 +366,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for c in await store.list_campaigns()
         ]
 
-    @app.put("/v1/campaigns/{campaign_id}/targets", dependencies=[admin])
-    async def put_targets(campaign_id: str, body: list[TargetIn]) -> dict[str, int]:
+    @app.put("/v1/campaigns/{campaign_id}/targets")
+    async def put_targets(
+        campaign_id: CampaignId, body: list[TargetIn], actor: Actor = admin
+    ) -> dict[str, int]:
         """Set targets per (unit, metric); targets of pairs not named stay as they are."""
         if await store.get_campaign(campaign_id) is None:
             raise NotFound(f"unknown campaign {campaign_id!r}")
@@ -323,10 +393,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         count = await store.put_targets(
             campaign_id, [Target(t.unit_id, t.metric, t.target) for t in body]
         )
+        await audit(
+            actor,
+            "campaign.targets",
+            campaign_id,
+            targets=[t.model_dump(mode="json") for t in body],
+        )
         return {"targets": count}
 
     @app.get("/v1/campaigns/{campaign_id}/targets", dependencies=[reader])
-    async def get_targets(campaign_id: str) -> list[dict[str, object]]:
+    async def get_targets(campaign_id: CampaignId) -> list[dict[str, object]]:
         return [
             {
                 "unit_id": t.unit_id,
@@ -338,11 +414,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/campaigns/{campaign_id}/progress", dependencies=[reader])
     async def get_progress(
-        campaign_id: str,
+        campaign_id: CampaignId,
         unit_id: str = Query(pattern=UNIT_ID_PATTERN),
-        at: date | None = Query(
-            None, description="evaluate as of this local day (default: today in Asia/Ho_Chi_Minh)"
-        ),
+        at: Annotated[
+            Day | None,
+            Query(description="evaluate as of this local day (default: today in Asia/Ho_Chi_Minh)"),
+        ] = None,
     ) -> JSONResponse:
         """Progress of a unit and each of its direct children against the campaign's targets."""
         today = at or today_local(datetime.now(UTC))
@@ -358,6 +435,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def stream(
+        request: Request,
         watch: list[str] = Query(
             min_length=1,
             max_length=200,
@@ -374,16 +452,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             parse_period(period)
             await views.total(unit_id, metric, Period.parse(period))  # 404 for unknown ones
             keys.add((unit_id, metric, str(Period.parse(period))))
+        token = bearer_token(request)
         return StreamingResponse(
-            hub.stream(frozenset(keys)),
+            until_revoked(
+                hub.stream(frozenset(keys)),
+                lambda: authenticator.still_valid(token),
+                settings.stream_reauth_s,
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     # -- tokens ----------------------------------------------------------------------------
 
-    @app.post("/v1/tokens", status_code=201, response_model=TokenCreated, dependencies=[admin])
-    async def create_token(body: TokenRequest) -> TokenCreated:
+    @app.post("/v1/tokens", status_code=201, response_model=TokenCreated, responses={409: {}})
+    async def create_token(body: TokenRequest, actor: Actor = admin) -> TokenCreated:
         tree = await catalog.covering(body.scope)
         unknown = [unit_id for unit_id in body.scope if unit_id not in tree]
         if unknown:
@@ -394,15 +477,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, "a field token needs a non-empty scope"
             )
+        if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, "expires_at is not in the future"
+            )
         token = secrets.token_urlsafe(32)
         if not await store.create_token(token, body.name, body.role, body.scope):
             raise HTTPException(status.HTTP_409_CONFLICT, f"a token named {body.name!r} exists")
+        # Before the token is handed out, so it is never usable without its expiry or limit.
+        await security.set_token_policy(
+            token, expires_at=body.expires_at, rate_limit=body.rate_limit
+        )
+        # What was asked for, never the token itself.
+        await audit(actor, "token.create", body.name, **body.model_dump(mode="json"))
         return TokenCreated(token=token)
 
-    @app.delete("/v1/tokens/{name}", status_code=204, dependencies=[admin])
-    async def revoke_token(name: str) -> Response:
+    @app.delete("/v1/tokens/{name}", status_code=204)
+    async def revoke_token(name: TokenName, actor: Actor = admin) -> Response:
         if not await store.revoke_token(name):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no token named {name!r}")
+        await audit(actor, "token.revoke", name)
         return Response(status_code=204)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    @app.get("/v1/audit", response_model=list[AuditEntry])
+    async def get_audit(
+        _: Actor = admin, limit: int = Query(100, ge=1, le=1000)
+    ) -> list[dict[str, Any]]:
+        """The admin actions (campaigns, targets, units, tokens), newest first: who (the
+        token's name and role, the client's address), what (action, target, what was asked
+        for) and when."""
+        return await security.audit_entries(limit)
 
     return app

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 
 from shared.adapters.catalog import CatalogCache
+from shared.adapters.http_security import Day
 from shared.adapters.tables import online_services_table, payments_table, to_csv, to_xlsx
+from shared.domain.events import SAFE_TOKEN_PATTERN
 from shared.views import Views
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 Format = Literal["json", "csv", "xlsx"]
+# The three forms a report answers in, for the OpenAPI schema.
+FORMATS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/json": {},
+            "text/csv": {"schema": {"type": "string"}},
+            XLSX: {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
 
 
 def _format(request: Request, explicit: Format | None) -> Format:
@@ -49,10 +60,10 @@ def _render(report: dict[str, Any], fmt: Format, table: Any, filename: str) -> R
 def report_routes(views: Views, catalog: CatalogCache, reader: Depends) -> APIRouter:
     router = APIRouter(prefix="/v1/reports", dependencies=[reader], tags=["reports"])
 
-    @router.get("/payments")
+    @router.get("/payments", responses=FORMATS)
     async def payments(
         request: Request,
-        date_: date = Query(alias="date", description="the report's local day"),
+        date_: Annotated[Day, Query(alias="date", description="the report's local day")],
         format_: Format | None = Query(None, alias="format", description="else by Accept"),
     ) -> Response:
         """Online payments per district: NVTC and fees, number and VND, for the day, its month
@@ -61,15 +72,19 @@ def report_routes(views: Views, catalog: CatalogCache, reader: Depends) -> APIRo
         report = await views.payments_report(date_)
         return _render(report, _format(request, format_), payments_table, f"payments-{date_}")
 
-    @router.get("/online-services")
+    @router.get("/online-services", responses=FORMATS)
     async def online_services(
         request: Request,
-        date_: date = Query(alias="date", description="year to date, up to this local day"),
+        date_: Annotated[
+            Day, Query(alias="date", description="year to date, up to this local day")
+        ],
         format_: Format | None = Query(None, alias="format", description="else by Accept"),
         online_share_threshold: Decimal = Query(Decimal("0.8"), gt=0, le=1),
         processed_online_threshold: Decimal = Query(Decimal("0.5"), gt=0, le=1),
         campaign: str | None = Query(
-            None, max_length=128, description="judge rows against this campaign's rate targets"
+            None,
+            pattern=SAFE_TOKEN_PATTERN,
+            description="judge rows against this campaign's rate targets",
         ),
     ) -> Response:
         """Per department and district: share of online services with at least one online

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
-from shared.adapters.auth import Authenticator
+from shared.adapters.auth import Authenticator, rate_limits
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.http import add_operational_routes
+from shared.adapters.http_security import ERROR_RESPONSES, harden
 from shared.adapters.kafka import BrokerUnavailable, EventPublisher, make_broker
 from shared.adapters.mongo import Store, connect
+from shared.adapters.security_store import SecurityStore
 from shared.dedup import InFlightIds, RecentIds
 from shared.domain.access import Principal, Role
 from shared.domain.events import Event
@@ -29,6 +30,7 @@ from shared.domain.intake import (
     split_duplicates,
     unknown_units,
 )
+from shared.domain.safety import UnsafeInput, local_day_start, strict_json
 from shared.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1 << 20
@@ -69,7 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = Store(client, settings.mongodb_db)
     # Checked on every request: a unit merged a moment ago must refuse new events at once.
     catalog = CatalogCache(store, min_reload_interval_s=0)
-    authenticator = Authenticator(store, settings.admin_token)
+    security = SecurityStore(store)
+    authenticator = Authenticator(store, settings.admin_token, security, rate_limits(settings))
+    not_before = local_day_start(settings.events_not_before)
     broker = make_broker(settings, client_id="ingest")
     publisher = EventPublisher(broker, settings.events_topic, settings.publish_timeout_s)
     recent = RecentIds(settings.ingest_recent_ids)
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await security.ensure_indexes()
         await catalog.reload()
         await broker.start()
         try:
@@ -90,10 +95,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         lifespan=lifespan,
         description="Field apps and portals post transactions here (contract v1).",
+        responses=ERROR_RESPONSES,
     )
+    # Bodies are read (and bounded) by the handler itself, streaming: the guard only adds headers.
+    harden(app, "ingest", settings.cors_origin_list, max_body_bytes=None)
     add_operational_routes(app, "ingest")
 
+    async def poster(request: Request) -> Principal:
+        try:
+            return await authenticator.principal(request)
+        except HTTPException as refused:
+            # Operators see a throttled field team among the rejections, by reason.
+            if refused.status_code == 429:
+                EVENTS_REJECTED.labels("rate_limited").inc()
+            raise
+
     event_schema = Event.model_json_schema(ref_template="#/components/schemas/{model}")
+    # The event's own definitions (its enums) go where its references point: the schema's
+    # components (inline `$defs` would leave the references dangling for OpenAPI tools).
+    event_definitions = event_schema.pop("$defs", {})
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(event_definitions)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.post(
         "/v1/events",
@@ -122,9 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         },
     )
-    async def post_events(
-        request: Request, principal: Principal = Depends(authenticator.principal)
-    ) -> Any:
+    async def post_events(request: Request, principal: Principal = Depends(poster)) -> Any:
         if not principal.can_post_events:
             return _problem_response(403, "this token may not post events", [], "forbidden")
         declared = request.headers.get("content-length")
@@ -136,12 +163,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if len(body) > MAX_BODY_BYTES:
                 return _problem_response(413, "body is over 1 MiB", [], "too_large")
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            problem = Problem(None, None, f"body is not valid JSON: {exc}")
-            return _problem_response(422, "invalid body", [problem], "invalid")
+            payload = strict_json(bytes(body))
+        except UnsafeInput as exc:
+            return _problem_response(
+                422, "invalid body", [Problem(None, None, str(exc))], "invalid"
+            )
         try:
-            events = parse_events(payload, datetime.now(UTC))
+            events = parse_events(payload, datetime.now(UTC), not_before)
         except RejectedBatch as rejected:
             return _problem_response(422, "invalid events", rejected.problems, "invalid")
         tree = await catalog.covering(event.unit_id for event in events)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -24,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from shared.domain.safety import occurred_at_reason, unsafe_text_reason
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_EVENTS_PER_REQUEST = 1000
@@ -85,6 +88,21 @@ _TYPES_WITH_AMOUNT = frozenset({EventType.PAYMENT_SUCCEEDED, EventType.PAYMENT_F
 _TYPES_WITH_SUBJECT = frozenset({EventType.CERTIFICATION_STATUS})
 
 
+# RFC 3339's date-time with its offset; pydantic alone would also take a Unix timestamp (as a
+# number or as digits), which the contract does not allow and whose offset is unknown.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 3339 date-time with an offset, e.g. 2024-04-22T23:30:00+07:00"
+        )
+    return value
+
+
 class Event(BaseModel):
     """One transaction, as posted. Unknown fields and unknown attributes are refused."""
 
@@ -93,7 +111,7 @@ class Event(BaseModel):
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
     type: EventType
     unit_id: Annotated[str, Field(pattern=UNIT_ID_PATTERN)]
-    occurred_at: AwareDatetime
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
     amount_vnd: Annotated[StrictInt, Field(ge=0, le=10**15)] | None = None
     subject_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     attributes: Annotated[dict[str, AttributeValue], Field(max_length=16)] = Field(
@@ -103,14 +121,32 @@ class Event(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _not_in_the_future(cls, value: datetime, info: ValidationInfo) -> datetime:
-        now = (info.context or {}).get("now")
+        context = info.context or {}
+        now = context.get("now")
         if isinstance(now, datetime) and value - now > MAX_FUTURE_SKEW:
             raise ValueError("occurred_at is more than 5 minutes in the future")
+        not_before = context.get("not_before")
+        reason = occurred_at_reason(value, not_before if isinstance(not_before, datetime) else None)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+    @field_validator("event_id", "subject_id")
+    @classmethod
+    def _safe_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Only at intake (a clock in the context): a record already in the log is never
+        # refused later by a rule it predates.
+        if value is not None and info.context:
+            reason = unsafe_text_reason(value)
+            if reason:
+                raise ValueError(reason)
         return value
 
     @model_validator(mode="after")
-    def _type_rules(self) -> Event:
+    def _type_rules(self, info: ValidationInfo) -> Event:
         violation = type_rule_violation(self)
+        if violation is None and info.context:
+            violation = _unsafe_attribute(self)
         if violation is not None:
             field, message = violation
             # The field travels in ctx so an API can name it, as the contract asks.
@@ -127,6 +163,14 @@ class Event(BaseModel):
     def partition_key(self) -> bytes:
         """Kafka key: a void travels with the event it voids, so one consumer sees both in order."""
         return (self.voids or self.event_id).encode()
+
+
+def _unsafe_attribute(event: Event) -> tuple[str, str] | None:
+    for key, value in event.attributes.items():
+        reason = unsafe_text_reason(value) if isinstance(value, str) else None
+        if reason:
+            return f"attributes.{key}", reason
+    return None
 
 
 def type_rule_violation(event: Event) -> tuple[str, str] | None:

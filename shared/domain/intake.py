@@ -43,8 +43,9 @@ def _message_of(error: Any) -> str:
     return str(error.get("msg", "invalid"))
 
 
-def parse_events(payload: Any, now: datetime) -> list[Event]:
-    """Validate one event object or an array of them; reject the whole body on any problem."""
+def parse_events(payload: Any, now: datetime, not_before: datetime | None = None) -> list[Event]:
+    """Validate one event object or an array of them; reject the whole body on any problem.
+    `not_before`: the earliest `occurred_at` accepted (none when None)."""
     if isinstance(payload, dict):
         items: list[Any] = [payload]
     elif isinstance(payload, list):
@@ -64,7 +65,9 @@ def parse_events(payload: Any, now: datetime) -> list[Event]:
             problems.append(Problem(index, None, "an event must be a JSON object"))
             continue
         try:
-            events.append(Event.model_validate(item, context={"now": now}))
+            events.append(
+                Event.model_validate(item, context={"now": now, "not_before": not_before})
+            )
         except ValidationError as exc:
             problems.extend(
                 Problem(index, _field_of(error), _message_of(error)) for error in exc.errors()

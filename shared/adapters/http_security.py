@@ -1,0 +1,197 @@
+"""HTTP hygiene both services share: bounded and strictly parsed request bodies, CORS closed
+unless configured, error bodies that echo neither input nor internals, `nosniff` everywhere,
+and the error answers documented in the OpenAPI schema.
+
+TLS is terminated by a proxy in front (see the README's security section); uvicorn trusts its
+`X-Forwarded-Proto`/`-For` only from `FORWARDED_ALLOW_IPS` (127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.domain.safety import UnsafeInput, day_reason, strict_json
+
+log = logging.getLogger(__name__)
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _bounded_day(day: date) -> date:
+    reason = day_reason(day)
+    if reason:
+        raise ValueError(reason)
+    return day
+
+
+# A day as a request may name it (see `day_reason`).
+Day = Annotated[date, AfterValidator(_bounded_day)]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: `detail` is a message, or a list of problems (by field)."""
+
+    detail: str | list[Any]
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
+    answer: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if retry_after:
+        answer["headers"] = {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+        }
+    return answer
+
+
+# Documented on every operation: what any of them may answer besides success.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("no valid token (missing, unknown, revoked or expired)"),
+    403: _error("the token's role or scope does not allow this"),
+    404: _error("unknown unit, metric, campaign or token"),
+    413: _error("request body too large"),
+    422: _error("invalid input: a message, or the problems by field"),
+    429: _error("the token's rate limit is reached", retry_after=True),
+    503: _error("the database or the event log is unavailable", retry_after=True),
+}
+
+
+def _json_response(status: int, body: Any) -> tuple[Message, Message]:
+    payload = json.dumps(body).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-content-type-options", b"nosniff"),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": payload}
+
+
+def _is_json(content_type: str | None) -> bool:
+    # FastAPI parses a body as JSON when it has no content type or a JSON one: check the same.
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class RequestGuard:
+    """ASGI middleware: adds `X-Content-Type-Options: nosniff` to every answer and, when
+    `max_body_bytes` is set, refuses a body over it (413) and a JSON body that `strict_json`
+    refuses (422) before any handler sees it."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_hardened(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if all(name.lower() != b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        if self.max_body_bytes is None or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send_hardened)
+            return
+        limit = self.max_body_bytes
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        too_large = {"detail": f"request body is over {limit} bytes"}
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._answer(send, 413, too_large)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body.extend(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+            if len(body) > limit:
+                await self._answer(send, 413, too_large)
+                return
+        if body and _is_json(headers.get("content-type")):
+            try:
+                strict_json(bytes(body))
+            except UnsafeInput as exc:
+                problem = {"type": "json_invalid", "loc": ["body"], "msg": str(exc)}
+                await self._answer(send, 422, {"detail": [problem]})
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send_hardened)
+
+    @staticmethod
+    async def _answer(send: Send, status: int, body: Any) -> None:
+        start, content = _json_response(status, body)
+        await send(start)
+        await send(content)
+
+
+def harden(app: FastAPI, service: str, cors_origins: list[str], max_body_bytes: int | None) -> None:
+    """Install the guard, CORS (only for `cors_origins`) and the error handlers on `app`.
+    `max_body_bytes=None` leaves bodies to the service (ingest reads its own, streaming)."""
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
+    if cors_origins:
+        # Bearer tokens, not cookies: no credentials mode, so no origin can ride a session.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            allow_credentials=False,
+            max_age=600,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each bad `input`: a token pasted into the wrong field, or a
+        # megabyte of junk, would come straight back (and into any log of responses).
+        problems = [
+            {"type": error.get("type"), "loc": list(error.get("loc", ())), "msg": error.get("msg")}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": problems}, 422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # The trace goes to the service's log, never to the client.
+        log.error(
+            "%s: unhandled error on %s %s",
+            service,
+            request.method,
+            request.url.path,
+            exc_info=exc,
+        )
+        return JSONResponse({"detail": "internal error; it has been logged"}, 500)
