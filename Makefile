@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .local/venv
 VENV_DB := .local/venv-db
+VENV_FAUST := .local/venv-faust
 PY := $(VENV)/bin/python
 
 .PHONY: run test faults chaos install browser lint bench clean prometheus-tools
@@ -11,12 +12,28 @@ PY := $(VENV)/bin/python
 run: install
 	@PYTHONPATH=. $(PY) -m deploy.local.run
 
+# Every test. The fault-injection suite (tests/faults: 100,000 events per scenario on a broker
+# and database of its own) runs beside the rest, as a second pytest: most of the other tests
+# wait on the services, so the two share the two cores without doubling the time. Its output
+# is in .local/logs/faults.log; FAULTS=0 leaves it out (e.g. with PYTEST_ARGS=-k ...).
+FAULTS ?= 1
 test: install browser
 	@$(MAKE) --no-print-directory lint
-	@PYTHONPATH=. $(PY) -m pytest --ignore=tests/faults --ignore=tests/chaos $(PYTEST_ARGS)
+	@mkdir -p .local/logs; \
+	if [ "$(FAULTS)" = 1 ]; then \
+	  PYTHONPATH=. $(PY) -m pytest -s -q -p no:cacheprovider tests/faults \
+	    > .local/logs/faults.log 2>&1 & faults=$$!; \
+	  trap 'kill $$faults 2>/dev/null' INT TERM; fi; \
+	PYTHONPATH=. $(PY) -m pytest --ignore=tests/faults --ignore=tests/chaos $(PYTEST_ARGS); \
+	status=$$?; \
+	if [ "$(FAULTS)" = 1 ]; then \
+	  wait $$faults; fault_status=$$?; \
+	  echo "--- fault suite (tests/faults; full log: .local/logs/faults.log) ---"; \
+	  grep -E '^\{"scenario"|passed|failed|Error' .local/logs/faults.log | cut -c1-400; \
+	  [ $$fault_status = 0 ] || { tail -n 60 .local/logs/faults.log; status=1; }; fi; \
+	exit $$status
 
-# The fault-injection suite (issue 4): 100,000 events per scenario, about 6 minutes; not yet
-# fast enough to fit in `make test`'s 10 minutes beside everything else.
+# The fault-injection suite alone.
 faults: install
 	@PYTHONPATH=. $(PY) -m pytest -s tests/faults $(PYTEST_ARGS)
 
@@ -63,5 +80,16 @@ $(VENV_DB)/.installed:
 	$(VENV_DB)/bin/python -m pip install --quiet --disable-pip-version-check 'SecantusDB==0.7.0b3'
 	@touch $@
 
+# Every figure beside its baseline, measured in one run; writes BENCHMARKS.md (issue 8).
+# Full sizes take under 30 minutes; `make bench QUICK=1` under 5.
+# Baseline (c) runs faust-streaming in an environment of its own (it pins its own dependencies).
+bench: install $(VENV_FAUST)/.installed
+	@PYTHONPATH=. nice -n 5 $(PY) -m bench $(if $(QUICK),--quick,) $(BENCH_ARGS)
+
+$(VENV_FAUST)/.installed:
+	@test -x $(VENV_FAUST)/bin/python || $(PYTHON) -m venv $(VENV_FAUST)
+	$(VENV_FAUST)/bin/python -m pip install --quiet --disable-pip-version-check 'faust-streaming==0.15.3'
+	@touch $@
+
 clean:
-	rm -rf .local/venv .local/venv-db .local/logs
+	rm -rf .local/venv .local/venv-db .local/venv-faust .local/logs

