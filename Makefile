@@ -12,28 +12,13 @@ PY := $(VENV)/bin/python
 run: install
 	@PYTHONPATH=. $(PY) -m deploy.local.run
 
-# Every test. The fault-injection suite (tests/faults: 100,000 events per scenario on a broker
-# and database of its own) runs beside the rest, as a second pytest: most of the other tests
-# wait on the services, so the two share the two cores without doubling the time. Its output
-# is in .local/logs/faults.log; FAULTS=0 leaves it out (e.g. with PYTEST_ARGS=-k ...).
-FAULTS ?= 1
 test: install browser
 	@$(MAKE) --no-print-directory lint
-	@mkdir -p .local/logs; \
-	if [ "$(FAULTS)" = 1 ]; then \
-	  PYTHONPATH=. $(PY) -m pytest -s -q -p no:cacheprovider tests/faults \
-	    > .local/logs/faults.log 2>&1 & faults=$$!; \
-	  trap 'kill $$faults 2>/dev/null' INT TERM; fi; \
-	PYTHONPATH=. $(PY) -m pytest --ignore=tests/faults --ignore=tests/chaos $(PYTEST_ARGS); \
-	status=$$?; \
-	if [ "$(FAULTS)" = 1 ]; then \
-	  wait $$faults; fault_status=$$?; \
-	  echo "--- fault suite (tests/faults; full log: .local/logs/faults.log) ---"; \
-	  grep -E '^\{"scenario"|passed|failed|Error' .local/logs/faults.log | cut -c1-400; \
-	  [ $$fault_status = 0 ] || { tail -n 60 .local/logs/faults.log; status=1; }; fi; \
-	exit $$status
+	@PYTHONPATH=. $(PY) -m pytest --ignore=tests/faults --ignore=tests/chaos $(PYTEST_ARGS)
 
-# The fault-injection suite alone.
+# The fault-injection suite (issue 4): 100,000 events per scenario, 8 scenarios, about 5 minutes
+# on an idle 2-core machine. Not in `make test`: beside the rest it would take it past 10 minutes
+# (run in parallel, both slowed to a crawl on 2 cores).
 faults: install
 	@PYTHONPATH=. $(PY) -m pytest -s tests/faults $(PYTEST_ARGS)
 

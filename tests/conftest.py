@@ -96,7 +96,10 @@ class Pipeline:
         deadline = time.monotonic() + timeout_s
         as_of = None
         while time.monotonic() < deadline:
-            as_of_text = self.total("binh-phuoc", "eid.activated", "all")["as_of"]
+            try:
+                as_of_text = self.total("binh-phuoc", "eid.activated", "all")["as_of"]
+            except httpx.TimeoutException:
+                continue  # a loaded machine: ask again until the deadline
             if as_of_text is not None:
                 as_of = datetime.fromisoformat(as_of_text)
                 if as_of >= since:
