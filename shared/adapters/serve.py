@@ -31,6 +31,9 @@ def serve(app: Any, port: int) -> None:
         host=os.environ.get("BIND_HOST", "127.0.0.1"),
         port=port,
         log_level=os.environ.get("LOG_LEVEL", "warning"),
+        # Whose X-Forwarded-For to believe (the client address in the audit log, https for
+        # HSTS): the gateway in front of the compose stack; unset, only 127.0.0.1.
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS"),
         # SIGTERM lets in-flight requests finish before the process exits.
         timeout_graceful_shutdown=20,
     )
