@@ -24,7 +24,7 @@ from tests.conftest import Pipeline, at, make_event, post_many
 from tests.faults.harness import METRICS, UNITS, realistic_events, recount, stored_totals
 
 
-def admin(line: Pipeline, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+def admin(line: Pipeline, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shared.admin", *args],
         env={**os.environ, **line.env},
@@ -36,26 +36,27 @@ def admin(line: Pipeline, *args: str, timeout_s: float = 300) -> subprocess.Comp
 
 
 class SteadyPoster:
-    """Posts small batches without pause until stopped: ingest goes on for as long as the
-    test needs it to."""
+    """Posts batches of fresh events, one after another, until stopped: ingest goes on for as
+    long as the test needs it to, however slow the machine."""
 
-    def __init__(self, line: Pipeline, events: list[dict[str, Any]]) -> None:
+    def __init__(self, line: Pipeline, seed: int) -> None:
         self.acknowledged: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._error: BaseException | None = None
 
         def run() -> None:
             try:
-                with httpx.Client(timeout=30) as client:
-                    for start in range(0, len(events), 200):
-                        if self._stop.is_set():
-                            return
-                        batch = events[start : start + 200]
+                with httpx.Client(timeout=60) as client:
+                    n = 0
+                    while not self._stop.is_set():
+                        n += 1
+                        batch = realistic_events(200, seed * 100_000 + n, span_days=30)
                         response = client.post(
                             line.url("ingest", "/v1/events"), json=batch, headers=line.headers()
                         )
                         assert response.status_code == 202, response.text
                         self.acknowledged.extend(batch)
+                        time.sleep(0.05)
             except BaseException as exc:  # handed to the test thread in stop()
                 self._error = exc
 
@@ -68,7 +69,7 @@ class SteadyPoster:
 
     def stop(self) -> list[dict[str, Any]]:
         self._stop.set()
-        self._thread.join(60)
+        self._thread.join(120)
         if self._error is not None:
             raise self._error
         return self.acknowledged
@@ -139,12 +140,13 @@ def test_reconcile_finds_tampering_and_rebuild_repairs_it_while_ingest_goes_on(
         },
     ]
 
-    poster = SteadyPoster(line, realistic_events(60_000, 22, span_days=30))
+    poster = SteadyPoster(line, 22)
     time.sleep(1)
     rebuilt = admin(line, "rebuild", "--grace-seconds", "2")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert poster.running, "ingest stopped before the rebuild switched: not a live rebuild"
     second = poster.stop()
+    assert second, "nothing was posted while the rebuild ran"
     line.wait_reflected()
 
     generation = database["meta"].find_one({"_id": "generation"})
