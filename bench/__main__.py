@@ -29,12 +29,11 @@ from bench.world import (
     applied_offsets,
     check_encoding,
     deploy,
-    local_stack,
     prefill,
     realistic_events,
     synthetic_catalog,
 )
-from deploy.local.stack import REPO
+from deploy.local.stack import REPO, started_stack
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
         results.setdefault("load", {})[phase] = [round(x, 2) for x in os.getloadavg()]
         save()
 
-    with local_stack(root) as stack:
+    with started_stack(root) as stack:
         client: measure.Client = AsyncMongoClient(stack.mongodb_uri, tz_aware=True)
         try:
             # 1. Aggregator, raw consumer, naive subscriber and faust on one pre-filled topic.

@@ -14,8 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -174,23 +173,6 @@ def check_encoding(events: Sequence[dict[str, Any]]) -> None:
 
 
 # -- servers and services ----------------------------------------------------------------------
-
-
-@contextmanager
-def local_stack(root: Path) -> Iterator[LocalStack]:
-    stack = LocalStack(
-        data_dir=root / "data",
-        log_dir=root / "logs",
-        kafka_port=free_port(),
-        mongo_port=free_port(),
-        s3_port=free_port(),
-    )
-    try:
-        stack.start_broker()
-        stack.start_database()
-        yield stack
-    finally:
-        stack.stop_all()
 
 
 @dataclass

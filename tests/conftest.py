@@ -22,25 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.local.stack import REPO, LocalStack, Process, free_port
-
-
-@contextmanager
-def started_stack(root: Path) -> Iterator[LocalStack]:
-    """A broker and a database of their own, on free ports, with data under `root`."""
-    stack = LocalStack(
-        data_dir=root / "data",
-        log_dir=root / "logs",
-        kafka_port=free_port(),
-        mongo_port=free_port(),
-        s3_port=free_port(),
-    )
-    try:
-        stack.start_broker()
-        stack.start_database()
-        yield stack
-    finally:
-        stack.stop_all()
+from deploy.local.stack import REPO, LocalStack, Process, free_port, started_stack
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,3 +233,22 @@ class LocalStack:
     def stop_all(self) -> None:
         for process in reversed(list(self.processes)):
             self.stop(process)
+
+
+@contextlib.contextmanager
+def started_stack(root: Path) -> Iterator[LocalStack]:
+    """A broker and a database of their own, on free ports, with data under `root`, stopped
+    on exit (the tests' and the benchmarks' servers)."""
+    stack = LocalStack(
+        data_dir=root / "data",
+        log_dir=root / "logs",
+        kafka_port=free_port(),
+        mongo_port=free_port(),
+        s3_port=free_port(),
+    )
+    try:
+        stack.start_broker()
+        stack.start_database()
+        yield stack
+    finally:
+        stack.stop_all()

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.local.stack import LocalStack
-from tests.conftest import Pipeline, running_pipeline, started_stack
+from deploy.local.stack import LocalStack, started_stack
+from tests.conftest import Pipeline, running_pipeline
 
 
 @pytest.fixture(scope="module")
