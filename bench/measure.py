@@ -234,22 +234,27 @@ async def raw_produce(bootstrap: str, topic: str, events: Sequence[dict[str, Any
     return len(events) / elapsed
 
 
-async def closed_loop(
-    bodies: Sequence[bytes], url: str, token: str, concurrency: int, expect: int = 202
+async def _timed_requests(
+    items: Sequence[Any],
+    send: Callable[[httpx.AsyncClient, Any], Awaitable[httpx.Response]],
+    expect: int,
+    concurrency: int,
 ) -> tuple[list[float], float]:
-    """POST every body from `concurrency` clients; each request's latency and the wall."""
+    """Send one request per item from `concurrency` clients, each waiting for its answer
+    before the next; each request's latency and the wall time."""
     latencies: list[float] = []
-    queue = list(reversed(bodies))
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    queue = list(reversed(items))
 
     async def worker(http: httpx.AsyncClient) -> None:
         while queue:
-            body = queue.pop()
+            item = queue.pop()
             sent = time.perf_counter()
-            response = await http.post(url, content=body, headers=headers)
+            response = await send(http, item)
             latencies.append(time.perf_counter() - sent)
             if response.status_code != expect:
-                raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+                raise RuntimeError(
+                    f"{response.request.url}: {response.status_code}: {response.text[:300]}"
+                )
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
@@ -257,30 +262,30 @@ async def closed_loop(
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
         wall = time.perf_counter() - started
     return latencies, wall
+
+
+async def closed_loop(
+    bodies: Sequence[bytes], url: str, token: str, concurrency: int, expect: int = 202
+) -> tuple[list[float], float]:
+    """POST every body from `concurrency` clients; each request's latency and the wall."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def send(http: httpx.AsyncClient, body: bytes) -> httpx.Response:
+        return await http.post(url, content=body, headers=headers)
+
+    return await _timed_requests(bodies, send, expect, concurrency)
 
 
 async def get_loop(
     paths: Sequence[str], base: str, token: str, concurrency: int
 ) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    queue = list(reversed(paths))
+    """GET every path from `concurrency` clients; each request's latency and the wall."""
     headers = {"Authorization": f"Bearer {token}"}
 
-    async def worker(http: httpx.AsyncClient) -> None:
-        while queue:
-            path = queue.pop()
-            sent = time.perf_counter()
-            response = await http.get(base + path, headers=headers)
-            latencies.append(time.perf_counter() - sent)
-            if response.status_code != 200:
-                raise RuntimeError(f"{path}: {response.status_code}: {response.text[:300]}")
+    async def send(http: httpx.AsyncClient, path: str) -> httpx.Response:
+        return await http.get(base + path, headers=headers)
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return latencies, wall
+    return await _timed_requests(paths, send, 200, concurrency)
 
 
 def latency_summary(latencies: Sequence[float], wall: float, unit: int = 1) -> dict[str, Any]:
