@@ -67,10 +67,6 @@ class Difference:
         }
 
 
-async def _ignore_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    """The live aggregator dead-lettered these already: a replay must not publish them again."""
-
-
 async def replay(
     settings: Settings,
     target: Store,
@@ -87,8 +83,8 @@ async def replay(
     stats = ReplayStats()
 
     async def count_dead_letters(letters: Sequence[DeadLetter]) -> None:
+        # Counted, not published: the live aggregator dead-lettered these records already.
         stats.dead_letters += len(letters)
-        await _ignore_dead_letters(letters)
 
     applier = BatchApplier(target, catalog, count_dead_letters)
     consumer = AIOKafkaConsumer(
@@ -155,10 +151,7 @@ async def switch_generation(live: Store, new: Store, topic: str, catalog_version
         if await live.catalog_version(session) != catalog_version:
             raise CatalogChanged("the unit tree changed during the rebuild")
         served = live.in_generation(await live.serving_generation(session))
-        old_next = {
-            int(doc["partition"]): int(doc.get("next", 0))
-            async for doc in served.offsets.find({"topic": topic}, session=session)
-        }
+        old_next = await served.applied_offsets(topic, session)
         new_next = await new.next_offsets(topic, list(old_next), session)
         if any(new_next[p] < applied for p, applied in old_next.items()):
             return False
@@ -229,10 +222,7 @@ async def _snapshot(live: Store, topic: str) -> tuple[str, dict[int, int], list[
     ) -> tuple[str, dict[int, int], list[Document]]:
         generation = await live.serving_generation(session)
         served = live.in_generation(generation)
-        applied = {
-            int(doc["partition"]): int(doc.get("next", 0))
-            async for doc in served.offsets.find({"topic": topic}, session=session)
-        }
+        applied = await served.applied_offsets(topic, session)
         docs = [doc async for doc in served.totals.find({}, session=session)]
         return generation, applied, docs
 

@@ -270,6 +270,15 @@ class Store:
         }
         return {partition: found.get(partition, 0) for partition in partitions}
 
+    async def applied_offsets(
+        self, topic: str, session: AsyncClientSession | None = None
+    ) -> dict[int, int]:
+        """The next offset to apply of every partition this generation has a record of."""
+        return {
+            int(doc["partition"]): int(doc.get("next", 0))
+            async for doc in self.offsets.find({"topic": topic}, session=session)
+        }
+
     async def newest_catalog_version(
         self, topic: str, partitions: Iterable[int], session: AsyncClientSession
     ) -> int:
