@@ -139,7 +139,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                     caught_up[tp.partition] = instant
             if caught_up:
                 with contextlib.suppress(Exception):
-                    await store.follow_generation()
+                    # Writing to a generation just retired is harmless: once a second is
+                    # enough to look for a rebuild's switch, not every heartbeat.
+                    await store.follow_generation(max_age_s=1.0)
                     await store.mark_caught_up(
                         settings.events_topic, caught_up, len(partitions) if partitions else None
                     )
