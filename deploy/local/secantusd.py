@@ -19,10 +19,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+# Run by the database's own interpreter only (.local/venv-db), where SecantusDB is installed.
+from secantus import cli
+from secantus import update as secantus_update
+
 
 def validate_update_paths(update: Mapping[str, Any]) -> tuple[str, str] | None:
-    from secantus import update as secantus_update  # the database's environment only
-
     # Each claimed path by its parts, and each prefix of a claimed path (itself included) by
     # the earliest claimed path that has it: a new path conflicts with a claimed path that
     # is one of its prefixes, or that has it as a prefix.
@@ -81,9 +83,6 @@ TRANSACTION_LIFETIME_S = 15.0
 
 
 def main() -> int:
-    from secantus import cli
-    from secantus import update as secantus_update
-
     secantus_update._validate_update_paths = validate_update_paths
     cli.SecantusDBServer = functools.partial(
         cli.SecantusDBServer, transaction_lifetime_seconds=TRANSACTION_LIFETIME_S

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pymongo import MongoClient
 
 from deploy.local.stack import REPO
 
@@ -387,8 +388,6 @@ class StorageUse:
 def storage_use(
     mongodb_uri: str, database: str, topic_dir: Path, events: int, names: list[str]
 ) -> StorageUse:
-    from pymongo import MongoClient
-
     db = MongoClient(mongodb_uri)[database]
     collections = {}
     for name in names:
