@@ -19,6 +19,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.mongo import PartitionBatch, Store
+from shared.adapters.sessions import TransactionSessions
 from shared.domain.events import Event
 from shared.domain.ledger import Outcome, fold, ids_to_look_up, subjects_to_look_up
 from shared.domain.units import UnitTree
@@ -91,10 +92,19 @@ class StaleCatalog(RuntimeError):
 
 
 class BatchApplier:
-    def __init__(self, store: Store, catalog: CatalogCache, dead_letters: DeadLetterSink) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalog: CatalogCache,
+        dead_letters: DeadLetterSink,
+        sessions: TransactionSessions | None = None,
+    ) -> None:
         self._store = store
         self._catalog = catalog
         self._dead_letters = dead_letters
+        # Where a live aggregator announces the session of its transactions, so that another
+        # one can abort them if this process dies mid-batch (the rebuild needs no such thing).
+        self._sessions = sessions
         # The next offset applied per (topic, partition), as this process last committed it.
         self.applied: dict[tuple[str, int], int] = {}
 
@@ -167,6 +177,8 @@ class BatchApplier:
         for _ in range(5):
             try:
                 async with self._store.client.start_session() as session:
+                    if self._sessions is not None:
+                        await self._sessions.announce(session.session_id)
                     await session.with_transaction(transaction)
                 break
             except StaleCatalog:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = 100
     aggregator_max_batch: int = Field(default=5_000, ge=1)
     aggregator_batch_timeout_ms: int = 200
+    # An aggregator silent this long is taken for dead and its open transaction aborted
+    # (shared/adapters/sessions.py); a living one it was wrong about just redoes its batch.
+    aggregator_stale_after_s: float = Field(default=5.0, gt=0)
 
     # -- Kafka connection security, for managed clusters (shared/adapters/kafka.py turns these
     # into every client's options). PLAINTEXT is for a private network only.

@@ -124,6 +124,8 @@ def running_pipeline(
         # INFRA: a group join takes about half the session timeout.
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+        # A killed aggregator's open transaction is aborted after 3 s of silence, not 5.
+        "AGGREGATOR_STALE_AFTER_S": "3",
         "PYTHONPATH": str(REPO),
         **(extra_env or {}),
     }

@@ -21,6 +21,7 @@ from shared.adapters.catalog import CatalogCache
 from shared.adapters.kafka import make_broker
 from shared.adapters.metrics import render_metrics
 from shared.adapters.mongo import connect
+from shared.adapters.sessions import TransactionSessions
 from shared.aggregation import BatchApplier, DeadLetter
 from shared.settings import Settings, get_settings
 
@@ -37,6 +38,10 @@ BATCH_DURATION = Histogram(
 )
 BATCH_RETRIES = Counter(
     "aggregator_batch_retries_total", "Batches retried after a failure (e.g. database down)"
+)
+SESSIONS_REAPED = Counter(
+    "aggregator_dead_sessions_aborted_total",
+    "Open transactions of aggregators gone silent, aborted so that counting goes on",
 )
 DEAD_LETTERS = Counter("aggregator_dead_letters_total", "Records sent to the dead-letter topic")
 
@@ -67,7 +72,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             )
         DEAD_LETTERS.inc(len(letters))
 
-    applier = BatchApplier(store, catalog, send_dead_letters)
+    sessions = TransactionSessions(store.db, stale_after_s=settings.aggregator_stale_after_s)
+    applier = BatchApplier(store, catalog, send_dead_letters, sessions)
 
     subscriber = broker.subscriber(
         settings.events_topic,
@@ -146,6 +152,14 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                         settings.events_topic, caught_up, len(partitions) if partitions else None
                     )
 
+    async def abort_the_dead_forever() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                SESSIONS_REAPED.inc(len(await sessions.beat_and_reap()))
+            except Exception:
+                log.warning("could not beat or look for dead aggregators", exc_info=True)
+
     background: list[asyncio.Task[None]] = []
 
     async def start() -> None:
@@ -158,10 +172,13 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             lambda: getattr(subscriber, "consumer", None), applier.applied, settings.events_topic
         )
         background.append(asyncio.create_task(lag))
+        background.append(asyncio.create_task(abort_the_dead_forever()))
 
     async def stop() -> None:
         for task in background:
             task.cancel()
+        with contextlib.suppress(Exception):
+            await sessions.leave()
         await client.close()
 
     @get

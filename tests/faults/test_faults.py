@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from pymongo import MongoClient
 
 from deploy.local.stack import free_port
 from shared.admin import read_dead_letters
@@ -101,6 +102,25 @@ def test_no_fault_baseline(line: Pipeline) -> None:
     assert use.per_event("totals") < 50
 
 
+def wait_for_dead_aggregators_reaped(line: Pipeline, service: str) -> float:
+    """The open transactions of the killed aggregators were aborted by a living one, not left
+    to the server's lifetime: their session records are gone and `service` counted its reap."""
+    deadline = time.monotonic() + 30
+    while True:
+        metrics = httpx.get(line.url(service, "/metrics"), timeout=10).text
+        reaped = sum(
+            float(row.split()[-1])
+            for row in metrics.splitlines()
+            if row.startswith("aggregator_dead_sessions_aborted_total ")
+        )
+        with MongoClient(line.stack.mongodb_uri) as client:
+            records = client[line.env["MONGODB_DB"]]["transaction_sessions"].count_documents({})
+        if reaped >= 1 and records == 1:
+            return reaped
+        assert time.monotonic() < deadline, f"reaped {reaped}, {records} session records left"
+        time.sleep(0.5)
+
+
 def test_aggregator_killed_at_random_moments(line: Pipeline) -> None:
     rng = random.Random(4)
 
@@ -115,6 +135,7 @@ def test_aggregator_killed_at_random_moments(line: Pipeline) -> None:
         restart(line, "aggregator", crash=True)
 
     run_scenario(line, "aggregator kill -9 x4", crash_three_times, seed=1)
+    wait_for_dead_aggregators_reaped(line, "aggregator")
 
 
 def test_two_aggregators_one_killed_mid_stream(line: Pipeline) -> None:
@@ -123,12 +144,14 @@ def test_two_aggregators_one_killed_mid_stream(line: Pipeline) -> None:
         "aggregator", port, {**line.env, "AGGREGATOR_PORT": str(port)}
     )
     line.services["aggregator-2"] = second
+    line.ports["aggregator-2"] = port
 
     def kill_one(background: BackgroundDelivery) -> None:
         background.wait_for(EVENTS // 2)
         line.kill("aggregator")  # its partitions move to the survivor
 
     run_scenario(line, "two aggregators, one kill -9 (rebalance)", kill_one, seed=2)
+    wait_for_dead_aggregators_reaped(line, "aggregator-2")
 
 
 def test_broker_restarted_mid_stream(line: Pipeline) -> None:
