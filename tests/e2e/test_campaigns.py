@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Pipeline, at, make_event, post_many
+from bench.world import check_encoding, prefill
+from tests.conftest import Pipeline, at, make_event
 
 
 def api(pipeline: Pipeline, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -41,7 +42,12 @@ def test_province_eid_progress_518898_of_502000_is_103_37(pipeline: Pipeline) ->
         }
         for n in range(518_898)
     ]
-    asyncio.run(post_many(pipeline, events))
+    # Half a million events through ingest's HTTP path would spend most of this test in its
+    # duplicate check (covered by the fault suite at 100,000 events per scenario); here they
+    # are appended to the topic as ingest publishes them (checked byte for byte on a sample),
+    # so the aggregator counts the real volume and the API serves the real figure.
+    check_encoding(events)
+    asyncio.run(prefill(pipeline.stack.kafka_bootstrap, pipeline.env["EVENTS_TOPIC"], events))
     posted = time.monotonic() - started
     pipeline.wait_reflected(timeout_s=300)
     progress = api(
@@ -69,7 +75,7 @@ def test_province_eid_progress_518898_of_502000_is_103_37(pipeline: Pipeline) ->
     assert (bu_dang["target"], bu_dang["status"]) == (None, None)  # no target of its own
     assert sum(u["metrics"][0]["value"] for u in children.values()) == 518_898
     reflected = time.monotonic() - started
-    print(f"518,898 events posted in {posted:.1f} s, reflected after {reflected:.1f} s")
+    print(f"518,898 events appended in {posted:.1f} s, reflected after {reflected:.1f} s")
 
 
 def test_four_coverages_campaign_ships_with_minh_hung_targets(pipeline: Pipeline) -> None:
