@@ -208,6 +208,8 @@ async def deliver(
                         delivery.acknowledged[event["event_id"]] = event
                     break
                 assert response.status_code == 503, response.text
+                if int(response.headers.get("Retry-After", "0")) <= 0:
+                    delivery.statuses["503 without Retry-After"] += 1
                 delivery.retries += 1
                 await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 1.0))
 
