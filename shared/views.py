@@ -4,7 +4,8 @@ pure domain. The API serves these; nothing here writes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from shared.adapters.catalog import CatalogCache
-from shared.adapters.mongo import Store
+from shared.adapters.mongo import Position, Store
 from shared.domain.campaigns import (
     Campaign,
     MetricProgress,
@@ -76,6 +77,54 @@ def metric_value(
     return MetricValue(value, numerator, denominator)
 
 
+class RangeTotalsMemo:
+    """`Store.range_totals_many`, remembered for the served totals' version: the wall
+    screens and phones that re-read the same progress after a change cost one read of the
+    month documents, not one each. Exact: an entry is only used while the version it was read
+    at is still the served one (see `Position`), and was read after that version was, so it
+    is never older than the `as_of` given with it. Entries of older versions are dropped."""
+
+    def __init__(self, store: Store, max_entries: int = 64) -> None:
+        self._store = store
+        self._max = max_entries
+        self._version: Hashable = None
+        self._entries: OrderedDict[Hashable, list[dict[str, dict[str, int]]]] = OrderedDict()
+
+    async def get(
+        self, position: Position, unit_ids: Sequence[str], ranges: tuple[tuple[date, date], ...]
+    ) -> list[dict[str, dict[str, int]]]:
+        key = (tuple(unit_ids), ranges)
+        if position.version == self._version and key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        found = await self._store.range_totals_many(unit_ids, ranges)
+        if position.version != self._version:
+            self._entries.clear()
+            self._version = position.version
+        self._entries[key] = found
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+        return found
+
+
+class TargetsMemo:
+    """`Store.targets_of`, remembered per campaign for its targets' version (which every
+    `put_targets` moves in the same transaction): read again only after a change."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._entries: dict[str, tuple[int, list[Target]]] = {}
+
+    async def get(self, campaign_id: str) -> list[Target]:
+        version = await self._store.targets_version(campaign_id)
+        known = self._entries.get(campaign_id)
+        if known is not None and known[0] == version:
+            return known[1]
+        targets = await self._store.targets_of(campaign_id)
+        self._entries[campaign_id] = (version, targets)
+        return targets
+
+
 class Views:
     def __init__(
         self, store: Store, catalog: CatalogCache, events_topic: str, event_partitions: int
@@ -84,6 +133,8 @@ class Views:
         self._catalog = catalog
         self._topic = events_topic
         self._partitions = event_partitions
+        self._range_totals = RangeTotalsMemo(store)
+        self._targets = TargetsMemo(store)
 
     async def _unit(self, unit_id: str) -> tuple[UnitTree, Unit]:
         tree = await self._catalog.covering([unit_id])
@@ -96,8 +147,11 @@ class Views:
         """Read before a response's totals, never after: a rebuild may switch the store to
         a newer generation in between, and a value newer than its `as_of` is true, while an
         `as_of` newer than its value would not be."""
+        return (await self._position()).as_of
+
+    async def _position(self) -> Position:
         partitions = await self._store.partition_count(self._topic, self._partitions)
-        return await self._store.as_of(self._topic, partitions)
+        return await self._store.position(self._topic, partitions)
 
     async def total(self, unit_id: str, metric: str, period: Period) -> dict[str, Any]:
         definition = METRICS.get(metric)
@@ -198,20 +252,20 @@ class Views:
         if campaign is None:
             raise NotFound(f"unknown campaign {campaign_id!r}")
         tree, unit = await self._unit(unit_id)
-        targets = await self._store.targets_of(campaign_id)
+        targets = await self._targets.get(campaign_id)
         metrics = list(dict.fromkeys(t.metric for t in targets))
         own: dict[tuple[str, str], Target] = {(t.unit_id, t.metric): t for t in targets}
         units = [unit, *tree.children(unit_id)]
         ids = [u.id for u in units]
         until = campaign.counted_until(today)
-        as_of = await self.as_of()  # before the totals: see as_of()
-        in_campaign = (
-            await self._store.range_totals(ids, campaign.starts, until)
-            if until >= campaign.starts
-            else {i: {} for i in ids}
+        position = await self._position()  # before the totals: see as_of()
+        as_of = position.as_of
+        # Both ranges in one read (the months they share are read once). No pace window
+        # means the campaign has not started: (starts, until) is then empty as well.
+        window = campaign.pace_window(today) or (campaign.starts, until)
+        in_campaign, in_window = await self._range_totals.get(
+            position, ids, ((campaign.starts, until), window)
         )
-        window = campaign.pace_window(today)
-        in_window = await self._store.range_totals(ids, *window) if window else {i: {} for i in ids}
         catalogs = await self._store.service_catalogs_by_unit() if SERVICES_SHARE in metrics else {}
         return {
             "campaign": {

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from deploy.local.stack import LocalStack
 from shared.adapters.mongo import PartitionBatch, Store, connect
 from shared.domain.ledger import Outcome
+from shared.domain.units import Unit, UnitLevel
 
 
 async def test_as_of_waits_for_every_partition(infra: LocalStack) -> None:
@@ -34,6 +35,34 @@ async def test_as_of_waits_for_every_partition(infra: LocalStack) -> None:
         assert await store.as_of(topic, 4) == noon - timedelta(seconds=3)
         await store.mark_caught_up(topic, {3: noon + timedelta(seconds=1)}, 4)
         assert await store.as_of(topic, 4) == noon
+    finally:
+        await client.drop_database(store.db.name)
+        await client.close()
+
+
+async def test_the_totals_version_moves_with_every_write_of_the_totals_only(
+    infra: LocalStack,
+) -> None:
+    """`Position.version` (what the progress read remembers totals by) changes with a batch
+    and a reorganisation, not with the heartbeat's `as_of`."""
+    client = connect(infra.mongodb_uri, app_name="test")
+    store = Store(client, f"test_version_{uuid.uuid4().hex[:8]}")
+    topic = "events"
+    noon = datetime(2026, 11, 23, 5, tzinfo=UTC)
+    try:
+        empty = (await store.position(topic, 4)).version
+        async with client.start_session() as session:
+            await store.apply(
+                Outcome(), [PartitionBatch(topic, 0, 0, 9)], {0: noon}, session=session
+            )
+        applied = (await store.position(topic, 4)).version
+        assert applied != empty
+        await store.mark_caught_up(topic, {p: noon for p in range(4)}, 4)
+        caught_up = await store.position(topic, 4)
+        assert caught_up.as_of == noon and caught_up.version == applied
+        unit = Unit("u", "U", UnitLevel.COMMUNE, None)
+        await store.reorganise(unit, [], [], topic, 4)
+        assert (await store.position(topic, 4)).version not in (empty, applied)
     finally:
         await client.drop_database(store.db.name)
         await client.close()

@@ -1,5 +1,6 @@
 """Totals over any range of days, read from month documents on the real database: whole months
-from the month total, the cut months from their days; checked against a sum of the days."""
+from the month total, the cut months from their days; checked against a sum of the days, alone
+and several ranges in one read."""
 
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ async def test_any_range_equals_the_sum_of_its_days(infra: LocalStack) -> None:
             got = (await store.range_totals(["u"], first, last))["u"].get("x", 0)
             assert got == expected, (first, last)
         assert (await store.range_totals(["u"], None, None))["u"]["x"] == sum(counts.values())
+        # Several ranges in one read (months they share read once; an empty range, first >
+        # last, counts nothing): each the same as its own `range_totals`, a unit without
+        # documents included.
+        groups = [ranges[i : i + 3] for i in range(0, len(ranges), 3)]
+        groups += [[(days[40], days[39]), (days[10], days[70])]]
+        groups += [[(date(2019, 1, 1), date(2025, 12, 31)), (days[5], days[50])]]  # years
+        for group in groups:
+            many = await store.range_totals_many(["u", "nothing"], group)
+            for (first, last), got_all in zip(group, many, strict=True):
+                assert got_all == await store.range_totals(["u", "nothing"], first, last)
+                expected = sum(n for day, n in counts.items() if first <= day <= last)
+                assert got_all["u"].get("x", 0) == expected, (first, last)
     finally:
         await client.drop_database(store.db.name)
         await client.close()
