@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # Ids each ingest process remembers in memory (about 150 bytes each) to answer re-posts
     # without asking the database; older ids are still found there.
     ingest_recent_ids: int = Field(default=200_000, ge=0)
+    # Days ingest's database memory of accepted ids lasts (0: for ever, the contract's
+    # `duplicates` for any re-post). Totals never depend on it: the ledger keeps every id.
+    accepted_retention_days: int = Field(default=0, ge=0)
     # Consumer tuning; tests shorten the group timings (see INFRA: joins take half the session).
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000

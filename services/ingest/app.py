@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await security.ensure_indexes()
+        await store.keep_accepted_for(settings.accepted_retention_days)
         await catalog.reload()
         await broker.start()
         try:

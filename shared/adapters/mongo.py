@@ -693,6 +693,31 @@ class Store:
 
     # -- ingest's memory of accepted ids -------------------------------------------------------
 
+    async def keep_accepted_for(self, days: int) -> None:
+        """How long ingest remembers an accepted id (0: for ever), as a TTL index on `at`.
+        Only ingest's answer depends on it: a re-post after the window is published again
+        and reported as accepted, and the aggregator, whose ledger keeps every id, counts it
+        nothing. Changing it later changes the index in place (`collMod`)."""
+        existing = {index["name"]: index async for index in await self.accepted.list_indexes()}.get(
+            ACCEPTED_TTL_INDEX
+        )
+        if days <= 0:
+            if existing is not None:
+                await self.accepted.drop_index(ACCEPTED_TTL_INDEX)
+            return
+        seconds = days * 86_400
+        if existing is None:
+            await self.accepted.create_index(
+                "at", name=ACCEPTED_TTL_INDEX, expireAfterSeconds=seconds
+            )
+        elif existing.get("expireAfterSeconds") != seconds:
+            await self.db.command(
+                {
+                    "collMod": self.accepted.name,
+                    "index": {"name": ACCEPTED_TTL_INDEX, "expireAfterSeconds": seconds},
+                }
+            )
+
     async def already_accepted(self, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
@@ -704,14 +729,18 @@ class Store:
     async def remember_accepted(self, ids: Sequence[str]) -> None:
         if not ids:
             return
+        at = datetime.now(UTC)  # what an optional retention expires by (keep_accepted_for)
         try:
-            await self.accepted.insert_many([{"_id": event_id} for event_id in ids], ordered=False)
+            await self.accepted.insert_many(
+                [{"_id": event_id, "at": at} for event_id in ids], ordered=False
+            )
         except BulkWriteError as exc:
             # Another replica remembered some of them first; anything else is a real failure.
             if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
                 raise
 
 
+ACCEPTED_TTL_INDEX = "at_ttl"
 # Whole months per unit up to which `range_totals_many` reads them by `_id` (beyond, a long
 # campaign's, by unit and month range: a few queries rather than one per chunk of ids).
 _MAX_MONTHS_BY_ID = 36
