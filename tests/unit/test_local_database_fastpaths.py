@@ -1,0 +1,285 @@
+"""The local database's fast paths (deploy/local/secantusd.py) must answer exactly as the code
+they stand in for: WiredTiger's key/value packing (the same bytes, the same values, the same
+error, for any format and any values; the patched cursors read back what they wrote), and
+SecantusDB's stored-value comparison (the same answer for any pair of values, and the same
+oplog diff of any update)."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+from deploy.local.stack import LOCAL, REPO
+
+COMPARE_PACKING = textwrap.dedent(
+    """
+    import random, sys, tempfile
+    sys.path.insert(0, sys.argv[1])
+    import wiredtiger
+    import secantusd
+    from secantusd import original_wt_pack, original_wt_unpack, wt_pack, wt_unpack
+
+    rng = random.Random(11)
+    # SecantusDB's own formats first, then others the fast path must hand to the original.
+    formats = ["SSSu", "SSu", "SSq", "SS", "S", "q", "u", "SSS"] * 6 + [
+        "", "Su", "uS", "uu", "Sq", "qS", "qq", "qu", "Qq", "iS", "3s", "2S", "Sx", "SU",
+        "@S", ".S", ">q", "r", "t", "B", "s", "sS",
+    ]
+    ints = [0, 1, -1, 63, 64, -64, -65, 8255, 8256, 8257, -8256, -8257, 2**31, -2**31,
+            2**63 - 1, -2**63, 2**63, 2**64 - 1, 2**64, -2**64 - 1, 2**70]
+
+    class Str(str):
+        pass
+
+    class Bytes(bytes):
+        pass
+
+    def text():
+        pick = rng.random()
+        alphabet = "ab.$_0é中\\x00\\x01"
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        if pick < 0.03:
+            s += "\\ud800"  # a lone surrogate: not encodable
+        return s
+
+    def value(char):
+        pick = rng.random()
+        if pick < 0.9:  # the type the format expects
+            if char in "Ss":
+                return text()
+            if char in "uU":
+                return bytes(rng.randrange(256) for _ in range(rng.randint(0, 10)))
+            if rng.random() < 0.5:
+                return rng.choice(ints)
+            return rng.randint(-2**65, 2**65) >> rng.randint(0, 64)
+        return rng.choice([
+            True, False, None, 1.5, Str("ab"), Bytes(b"ab"), bytearray(b"ab"), b"a\\x00b",
+            "abc", 7, -3, memoryview(b"xy"),
+        ])
+
+    def outcome(function, *args):
+        try:
+            result = function(*args)
+        except Exception as exc:  # the error's type and message must match too
+            return ("error", type(exc).__name__, str(exc))
+        return ("ok", type(result).__name__, result)
+
+    packed_ok = unpacked_ok = errors = 0
+    samples = []
+    for _ in range(40000):
+        fmt = rng.choice(formats)
+        values = [value(char) for char in fmt if char.isalpha() and char != "x"]
+        if rng.random() < 0.05:
+            values = values[:-1] if values and rng.random() < 0.5 else values + [1]
+        expected = outcome(original_wt_pack, fmt, *values)
+        got = outcome(wt_pack, fmt, *values)
+        assert got == expected, (fmt, values, expected, got)
+        if expected[0] == "ok":
+            packed_ok += 1
+            samples.append((fmt, expected[2]))
+        else:
+            errors += 1
+
+    def damaged(packed):
+        pick = rng.random()
+        if pick < 0.5 or not isinstance(packed, bytes):
+            return packed
+        data = bytearray(packed)
+        if pick < 0.65 and data:
+            del data[rng.randrange(len(data)):]
+        elif pick < 0.8 and data:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif pick < 0.9:
+            data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+        else:
+            return rng.choice([bytearray(data), None, b"", memoryview(bytes(data))])
+        return bytes(data)
+
+    for _ in range(60000):
+        if rng.random() < 0.8 and samples:
+            fmt, packed = rng.choice(samples)
+            if rng.random() < 0.1:
+                fmt = rng.choice(formats)
+        else:
+            fmt = rng.choice(formats)
+            packed = bytes(rng.randrange(256) for _ in range(rng.randint(0, 12)))
+        packed = damaged(packed)
+        expected = outcome(original_wt_unpack, fmt, packed)
+        got = outcome(wt_unpack, fmt, packed)
+        assert got == expected, (fmt, packed, expected, got)
+        if expected[0] == "ok":
+            unpacked_ok += 1
+        else:
+            errors += 1
+
+    # Installed where the cursors look them up, and a real table reads back what was written.
+    secantusd.apply_patches()
+    assert wiredtiger.Cursor.set_key.__globals__["pack"] is wt_pack
+    assert wiredtiger.Cursor.get_keys.__globals__["unpack"] is wt_unpack
+    connection = wiredtiger.wiredtiger_open(tempfile.mkdtemp(), "create")
+    session = connection.open_session()
+    session.create("table:t", "key_format=SSSu,value_format=q")
+    cursor = session.open_cursor("table:t")
+    rows = {}
+    for _ in range(500):
+        key = ("db", rng.choice(["c", "é"]), text().replace("\\x00", "").replace("\\ud800", ""),
+               bytes(rng.randrange(256) for _ in range(rng.randint(0, 6))))
+        rows[key] = rng.choice(ints[:-4])
+        cursor.set_key(*key)
+        cursor.set_value(rows[key])
+        cursor.insert()
+    cursor.reset()
+    read = {}
+    while cursor.next() == 0:
+        read[tuple(cursor.get_keys())] = cursor.get_value()
+    assert read == rows
+    connection.close()
+    print(packed_ok, unpacked_ok, errors)
+    """
+)
+
+
+def test_fast_packing_answers_as_wiredtiger_does() -> None:
+    result = subprocess.run(
+        [
+            str(LOCAL / "venv-db" / "bin" / "python"),
+            "-c",
+            COMPARE_PACKING,
+            str(REPO / "deploy/local"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    packed, unpacked, errors = (int(n) for n in result.stdout.split())
+    # The random inputs exercise both answers, many times each.
+    assert packed > 10000 and unpacked > 10000 and errors > 10000
+
+
+COMPARE_SAME_VALUE = textwrap.dedent(
+    """
+    import copy, math, random, sys
+    sys.path.insert(0, sys.argv[1])
+    import bson
+    from bson import Decimal128, Int64
+    from secantus import diff, ordering
+    import secantusd
+
+    rng = random.Random(5)
+    ints = [0, 1, -1, 2, 2**31 - 1, 2**31, -2**31 - 1, 2**63 - 1, 2**63, -2**63, 2**64, -2**70]
+
+    def scalar():
+        return rng.choice([
+            rng.choice(ints), rng.randint(-3, 3), True, False, 0.0, -0.0, 1.0, 2.5, math.nan,
+            math.inf, "", "a", "b", "1", "\\ud800", "é", None, Int64(1), Int64(2**40),
+            Decimal128("1"), Decimal128("1.0"), Decimal128("NaN"), bson.MinKey(), b"a",
+        ])
+
+    def value(depth=0):
+        pick = rng.random()
+        if depth < 2 and pick < 0.15:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        if depth < 2 and pick < 0.3:
+            return {rng.choice("ab1"): value(depth + 1) for _ in range(rng.randint(0, 3))}
+        return scalar()
+
+    def twin(a):
+        # Equal by Python's `==`, different as stored: 1 / 1.0 / Int64(1) / True, 0.0 / -0.0.
+        if isinstance(a, list):
+            return [twin(x) for x in a]
+        if isinstance(a, dict):
+            return {k: twin(x) for k, x in a.items()}
+        if type(a) in (int, bool) and -2**63 <= a < 2**63:
+            return rng.choice([a, int(a), float(a), Int64(a)] + ([bool(a)] if a in (0, 1) else []))
+        if type(a) is float and a == 0:
+            return rng.choice([0.0, -0.0, 0])
+        return a
+
+    def like(a):
+        # Often the same value, a twin of it or a near one, so equal pairs are common.
+        pick = rng.random()
+        if pick < 0.3:
+            return copy.deepcopy(a)
+        if pick < 0.45:
+            return twin(a)
+        if pick < 0.5 and isinstance(a, int) and not isinstance(a, bool):
+            return a + rng.choice([0, 1, -1])
+        return value()
+
+    def outcome(function, *args):
+        try:
+            return ("ok", function(*args))
+        except Exception as exc:
+            return ("error", type(exc).__name__, str(exc))
+
+    def comparable(result):
+        # NaN != NaN, and True == 1 == 1.0 == Int64(1): compare the answers' reprs, which tell
+        # all of these apart (and keep the order of a dict's keys).
+        return repr(result)
+
+    pairs = []
+    for _ in range(30000):
+        a = value()
+        pairs.append((a, like(a)))
+
+    # Month documents like the aggregator's, and $inc / $set updates of them.
+    def month():
+        doc = {"_id": "u|2026-05", "u": "u", "m": "2026-05", "t": {}, "d": {}}
+        for _ in range(rng.randint(0, 30)):
+            day, metric = f"{rng.randint(1, 31):02d}", rng.choice(["x:a", "x:b", "y", "1"])
+            doc["d"].setdefault(day, {})[metric] = rng.choice([rng.randint(0, 99), value()])
+            doc["t"][metric] = rng.randint(0, 999)
+        return doc
+
+    updates = []
+    for _ in range(3000):
+        pre = month()
+        post = copy.deepcopy(pre)
+        update = {"$inc": {}}
+        for _ in range(rng.randint(0, 20)):
+            day, metric = f"{rng.randint(1, 31):02d}", rng.choice(["x:a", "x:b", "y", "1"])
+            old = post["d"].setdefault(day, {}).get(metric, 0)
+            step = rng.choice([0, 1, 5, 1.0, -0.0, True])
+            try:
+                post["d"][day][metric] = old + step
+            except TypeError:
+                post["d"][day][metric] = step
+            update["$inc"][f"d.{day}.{metric}"] = step
+        if rng.random() < 0.2:
+            post["t"] = {"x:a": rng.choice([1, 1.0, "1", [1]])}
+            update["$set"] = {"t": post["t"]}
+        updates.append((pre, post, update))
+
+    expected = [comparable(outcome(ordering.bson_same_stored_value, a, b)) for a, b in pairs]
+    expected_diffs = [comparable(outcome(diff.compute_update_description, *u)) for u in updates]
+    secantusd.apply_patches()
+    assert diff.bson_same_stored_value is secantusd.same_stored_value
+    got = [comparable(outcome(diff.bson_same_stored_value, a, b)) for a, b in pairs]
+    got_diffs = [comparable(outcome(diff.compute_update_description, *u)) for u in updates]
+    for pair, want, have in zip(pairs, expected, got, strict=True):
+        assert want == have, (pair, want, have)
+    for update, want, have in zip(updates, expected_diffs, got_diffs, strict=True):
+        assert want == have, (update, want, have)
+    same = expected.count(repr(("ok", True)))
+    print(same, len(pairs) - same, sum(len(u[2]["$inc"]) for u in updates))
+    """
+)
+
+
+def test_fast_same_stored_value_answers_as_secantus_does() -> None:
+    result = subprocess.run(
+        [
+            str(LOCAL / "venv-db" / "bin" / "python"),
+            "-c",
+            COMPARE_SAME_VALUE,
+            str(REPO / "deploy/local"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    same, different, increments = (int(n) for n in result.stdout.split())
+    # Both answers, many times each, and many updated leaves in month documents.
+    assert same > 5000 and different > 5000 and increments > 10000
