@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,6 +108,10 @@ class BatchApplier:
         self._sessions = sessions
         # The next offset applied per (topic, partition), as this process last committed it.
         self.applied: dict[tuple[str, int], int] = {}
+        # Records this process already sent as dead letters: a batch redone after a conflict
+        # or a failure (the transaction runs again) does not send them twice. Only a crash
+        # between the send and the commit can repeat a letter (coordinates make it visible).
+        self._lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     async def apply(self, records: Sequence[LogRecord]) -> BatchReport:
         if not records:
@@ -167,10 +172,15 @@ class BatchApplier:
                 )
                 for part in parts
             }
-            if letters:
+            unsent = [letter for letter in letters if _coordinates(letter) not in self._lettered]
+            if unsent:
                 # Before the commit, so a crash can only repeat a dead letter, never lose one;
                 # a letter is keyed by its record's coordinates, which makes repeats visible.
-                await self._dead_letters(letters)
+                await self._dead_letters(unsent)
+                for letter in unsent:
+                    self._lettered[_coordinates(letter)] = None
+                while len(self._lettered) > LETTERS_REMEMBERED:
+                    self._lettered.popitem(last=False)
             await self._store.apply(report.outcome, parts, as_of, session)
             return letters
 
@@ -189,6 +199,14 @@ class BatchApplier:
             key = (record.topic, record.partition)
             self.applied[key] = max(self.applied.get(key, 0), record.offset + 1)
         return report
+
+
+# More than any batch holds: a redo of the batch never finds its letters forgotten.
+LETTERS_REMEMBERED = 100_000
+
+
+def _coordinates(letter: DeadLetter) -> tuple[str, int, int]:
+    return (letter.record.topic, letter.record.partition, letter.record.offset)
 
 
 def _partition_batches(records: Sequence[LogRecord]) -> list[PartitionBatch]:
