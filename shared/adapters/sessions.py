@@ -53,22 +53,21 @@ class TransactionSessions:
         when the driver hands out a different session than last time)."""
         if session_id == self._session_id:
             return
+        await self._beat(session_id)
+        self._session_id = session_id
+
+    async def _beat(self, session_id: Mapping[str, Any]) -> None:
         await self._records.update_one(
             {"_id": self.instance},
             {"$set": {"lsid": dict(session_id)}, "$inc": {"beat": 1}},
             upsert=True,
         )
-        self._session_id = session_id
 
     async def beat_and_reap(self) -> list[str]:
         """Raise this instance's beat; kill the sessions of instances whose beat stood still
         for `stale_after_s`. Returns the instances reaped."""
         if self._session_id is not None:
-            await self._records.update_one(
-                {"_id": self.instance},
-                {"$set": {"lsid": dict(self._session_id)}, "$inc": {"beat": 1}},
-                upsert=True,
-            )
+            await self._beat(self._session_id)
         now = self._clock()
         reaped: list[str] = []
         present: set[str] = set()
