@@ -3,10 +3,9 @@ exactly as SecantusDB's own: same conflict or none, same error, for any update."
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
 
-from deploy.local.stack import LOCAL, REPO
+from tests.unit.database_interpreter import counts_printed_by
 
 COMPARE = textwrap.dedent(
     """
@@ -48,13 +47,6 @@ COMPARE = textwrap.dedent(
 
 
 def test_linear_update_path_check_answers_as_secantus_does() -> None:
-    result = subprocess.run(
-        [str(LOCAL / "venv-db" / "bin" / "python"), "-c", COMPARE, str(REPO / "deploy/local")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    conflicts, errors, clean = (int(n) for n in result.stdout.split())
+    conflicts, errors, clean = counts_printed_by(COMPARE, timeout_s=120)
     # The random updates exercise all three answers, many times each.
     assert conflicts > 1000 and errors > 1000 and clean > 1000

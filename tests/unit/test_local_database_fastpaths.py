@@ -6,10 +6,9 @@ oplog diff of any update)."""
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
 
-from deploy.local.stack import LOCAL, REPO
+from tests.unit.database_interpreter import counts_printed_by
 
 COMPARE_PACKING = textwrap.dedent(
     """
@@ -140,19 +139,7 @@ COMPARE_PACKING = textwrap.dedent(
 
 
 def test_fast_packing_answers_as_wiredtiger_does() -> None:
-    result = subprocess.run(
-        [
-            str(LOCAL / "venv-db" / "bin" / "python"),
-            "-c",
-            COMPARE_PACKING,
-            str(REPO / "deploy/local"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    packed, unpacked, errors = (int(n) for n in result.stdout.split())
+    packed, unpacked, errors = counts_printed_by(COMPARE_PACKING, timeout_s=300)
     # The random inputs exercise both answers, many times each.
     assert packed > 10000 and unpacked > 10000 and errors > 10000
 
@@ -268,18 +255,6 @@ COMPARE_SAME_VALUE = textwrap.dedent(
 
 
 def test_fast_same_stored_value_answers_as_secantus_does() -> None:
-    result = subprocess.run(
-        [
-            str(LOCAL / "venv-db" / "bin" / "python"),
-            "-c",
-            COMPARE_SAME_VALUE,
-            str(REPO / "deploy/local"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    same, different, increments = (int(n) for n in result.stdout.split())
+    same, different, increments = counts_printed_by(COMPARE_SAME_VALUE, timeout_s=300)
     # Both answers, many times each, and many updated leaves in month documents.
     assert same > 5000 and different > 5000 and increments > 10000
