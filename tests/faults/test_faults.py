@@ -83,17 +83,18 @@ def restart(line: Pipeline, service: str, *, crash: bool, pause_s: float = 0.3) 
     line.start(service)
 
 
+def samples(line: Pipeline, service: str, series: str) -> list[float]:
+    """The values of the series whose exposition lines start with `series`, as scraped."""
+    metrics = httpx.get(line.url(service, "/metrics"), timeout=10).text
+    return [float(row.split()[-1]) for row in metrics.splitlines() if row.startswith(series)]
+
+
 def wait_for_dead_aggregators_reaped(line: Pipeline, service: str) -> float:
     """The open transactions of the killed aggregators were aborted by a living one, not left
     to the server's lifetime: their session records are gone and `service` counted its reap."""
     deadline = time.monotonic() + 30
     while True:
-        metrics = httpx.get(line.url(service, "/metrics"), timeout=10).text
-        reaped = sum(
-            float(row.split()[-1])
-            for row in metrics.splitlines()
-            if row.startswith("aggregator_dead_sessions_aborted_total ")
-        )
+        reaped = sum(samples(line, service, "aggregator_dead_sessions_aborted_total "))
         with MongoClient(line.stack.mongodb_uri) as client:
             records = client[line.env["MONGODB_DB"]]["transaction_sessions"].count_documents({})
         if reaped >= 1 and records == 1:
@@ -249,12 +250,7 @@ def test_services_stopped_with_sigterm_mid_stream(line: Pipeline) -> None:
     assert cut <= 4, statuses
     # The aggregator finished and committed its batch before stopping: its successor was
     # handed nothing twice.
-    metrics = httpx.get(line.url("aggregator", "/metrics"), timeout=10).text
-    redelivered = [
-        float(row.split()[-1])
-        for row in metrics.splitlines()
-        if row.startswith('aggregator_events_total{outcome="redelivered"}')
-    ]
+    redelivered = samples(line, "aggregator", 'aggregator_events_total{outcome="redelivered"}')
     assert redelivered == [0.0], redelivered
 
 
