@@ -28,6 +28,11 @@ DB_WRITE_DURATION = Histogram(
     "commit and the reads are in aggregator_batch_duration_seconds)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+TOTALS_DOCUMENT_WRITES = Counter(
+    "aggregator_totals_document_writes_total",
+    "Totals documents written by batch transactions, one per unit and month a batch touches "
+    "(what a batch costs the database; a transaction run again writes them again)",
+)
 CONSUMER_LAG_RECORDS = Gauge(
     "aggregator_consumer_lag_records",
     "Records appended to the partition and not yet applied to the totals",
@@ -157,9 +162,11 @@ def _labelsets(gauge: Gauge) -> list[dict[str, str]]:
 class TimedStore(Store):
     """The aggregator's store, timing each batch's writes (`Store.apply`)."""
 
-    async def apply(self, *args: Any, **kwargs: Any) -> None:
+    async def apply(self, *args: Any, **kwargs: Any) -> int:
         started = time.perf_counter()
         try:
-            await super().apply(*args, **kwargs)
+            written = await super().apply(*args, **kwargs)
         finally:
             DB_WRITE_DURATION.observe(time.perf_counter() - started)
+        TOTALS_DOCUMENT_WRITES.inc(written)
+        return written

@@ -356,8 +356,9 @@ class Store:
         partitions: Sequence[PartitionBatch],
         as_of: Mapping[int, datetime],
         session: AsyncClientSession,
-    ) -> None:
+    ) -> int:
         """Write one batch's outcome, its ledger and its offsets; call inside a transaction.
+        Returns how many totals documents (one per unit and month touched) it wrote.
 
         `partitions` holds only records being applied now (none below their stored offset), so
         the first of them names this ledger entry uniquely.
@@ -410,6 +411,7 @@ class Store:
                 upsert=True,
                 session=session,
             )
+        return len(updates)
 
     async def mark_caught_up(
         self, topic: str, as_of: Mapping[int, datetime], partition_count: int | None = None

@@ -173,6 +173,9 @@ def test_prometheus_scrapes_the_pipeline_metrics(own_pipeline: Pipeline, prometh
     assert {s["metric"]["status"] for s in latency} >= {"202"}
     writes = query(prometheus, "sum(aggregator_db_write_duration_seconds_count)")
     assert float(writes[0]["value"][1]) >= 1
+    # Every counted event lands in its commune's, district's and province's month documents.
+    documents = query(prometheus, "sum(aggregator_totals_document_writes_total)")
+    assert float(documents[0]["value"][1]) >= 3
     # The recording rules evaluate on the real series.
     assert query(prometheus, 'service:http_requests:rate5m{service="ingest"}')
     assert query(prometheus, "job:aggregator_consumer_lag_seconds:max")
