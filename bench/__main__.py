@@ -25,6 +25,7 @@ from pymongo import AsyncMongoClient
 from bench import measure
 from bench.report import write_report
 from bench.world import (
+    Arrival,
     Deployment,
     applied_offsets,
     check_encoding,
@@ -33,12 +34,13 @@ from bench.world import (
     realistic_events,
     synthetic_catalog,
 )
-from deploy.local.stack import REPO, started_stack
+from deploy.local.stack import MEMORY_FS, REPO, started_stack
 
 
 @dataclass(frozen=True)
 class Sizes:
     aggregator_events: int
+    worst_case_events: int
     faust_events: int
     naive_events: int
     naive_cap_s: float
@@ -54,6 +56,7 @@ class Sizes:
 
 FULL = Sizes(
     aggregator_events=1_000_000,
+    worst_case_events=200_000,
     faust_events=20_000,
     naive_events=20_000,
     naive_cap_s=60,
@@ -70,6 +73,7 @@ FULL = Sizes(
 # a few thousand events/s there at best): a tenth of the full sizes and less.
 QUICK = Sizes(
     aggregator_events=50_000,
+    worst_case_events=50_000,
     faust_events=3_000,
     naive_events=3_000,
     naive_cap_s=10,
@@ -89,11 +93,18 @@ def log(message: str) -> None:
     print(f"[bench {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-async def fill(deployment: Deployment, count: int, seed: int) -> float:
-    """Append `count` realistic events in chunks; events/s of the appends."""
+async def fill(deployment: Deployment, count: int, seed: int, in_order: bool = True) -> float:
+    """Append `count` realistic events in chunks; events/s of the appends. `in_order`: as a
+    live log has them (days advancing, a tenth late by up to 30 days); else each event's day
+    at random over the year (the aggregator's worst case)."""
     appended, spent = 0, 0.0
     while appended < count:
-        events = realistic_events(deployment.catalog, min(CHUNK, count - appended), seed + appended)
+        events = realistic_events(
+            deployment.catalog,
+            min(CHUNK, count - appended),
+            seed + appended,
+            arrival=Arrival(appended, count) if in_order else None,
+        )
         if appended == 0:
             check_encoding(events)
         started = time.perf_counter()
@@ -112,6 +123,11 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
         save()
 
     with started_stack(root) as stack:
+        results["data_dir"] = (
+            f"{MEMORY_FS} (memory-backed)"
+            if stack.data_dir.is_relative_to(MEMORY_FS)
+            else f"{stack.data_dir} (disk)"
+        )
         client: measure.Client = AsyncMongoClient(stack.mongodb_uri, tz_aware=True)
         try:
             # 1. Aggregator, raw consumer, naive subscriber and faust on one pre-filled topic.
@@ -125,12 +141,24 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
             done("aggregator", await measure.aggregator_throughput(a, client, n))
             log(f"aggregator: {results['aggregator']['rate']:,.0f} events/s")
             a.stop_all()
+            done("upsert_cost", await measure.upsert_cost(client, a.db, documents=2_000))
+            log(f"database alone, per month-document upsert: {results['upsert_cost']}")
             naive = await measure.naive_subscriber(a, client, sizes.naive_events, sizes.naive_cap_s)
             done("naive", naive)
             log(f"naive subscriber: {naive['rate']:,.1f} events/s over {naive['events']:,} events")
             faust = await measure.faust_count(a, sizes.faust_events, Path(a.env["BENCH_CATALOG"]))
             done("faust", faust)
             log(f"faust-streaming table: {faust}")
+            await client.drop_database(a.db)  # the servers' data is in memory: keep it small
+            # 1b. The same aggregator when every batch touches every unit's every month.
+            w = deploy(stack, "worst", catalog_1k, root)
+            n = sizes.worst_case_events
+            log(f"pre-filling {n:,} events, days at random over the year")
+            await fill(w, n, seed=3, in_order=False)
+            done("aggregator_worst_case", await measure.aggregator_throughput(w, client, n))
+            log(f"aggregator, worst case: {results['aggregator_worst_case']['rate']:,.0f} events/s")
+            w.stop_all()
+            await client.drop_database(w.db)
             # 2. Ingest.
             done("ingest", await ingest(stack, catalog_1k, root, sizes))
             # 3. Freshness.
@@ -138,14 +166,24 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
             # 4. The API over a 10,000-unit catalog.
             done("api", await api(stack, root, sizes, client))
             # 5. Scale: rebuild a log, then one ten times (QUICK: three times) larger.
-            done("scale", await scale(stack, catalog_1k, root, client, sizes))
+            done(
+                "scale",
+                await scale(stack, catalog_1k, root, client, sizes, lambda f: done("scale", f)),
+            )
         finally:
             await client.close()
 
 
 async def scale(
-    stack: Any, catalog: Any, root: Path, client: measure.Client, sizes: Sizes
+    stack: Any,
+    catalog: Any,
+    root: Path,
+    client: measure.Client,
+    sizes: Sizes,
+    keep: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
+    """Rebuild a log and one larger; `keep` saves the figures after each (the large one takes
+    longest)."""
     figures: dict[str, Any] = {}
     for label, count in (("small", sizes.scale_small), ("large", sizes.scale_large)):
         d = deploy(stack, f"scale-{label}", catalog, root)
@@ -159,6 +197,8 @@ async def scale(
             "prefill_rate": prefill_rate,
             "bytes": await measure.stored_bytes(client, d.db),
         }
+        await client.drop_database(d.db)
+        keep(figures)
         log(f"rebuild {count:,}: {seconds:.1f} s ({count / seconds:,.0f} events/s)")
     return figures
 

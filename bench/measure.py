@@ -149,6 +149,70 @@ async def aggregator_throughput(
         "rate": (applied - first[1]) / max(done - first[0], 1e-9),
         "wall_s": done - started,
         "cpu": cpu.shares,
+        "metrics": await service_metrics(deployment, "aggregator", AGGREGATOR_METRICS),
+    }
+
+
+AGGREGATOR_METRICS = (
+    "aggregator_batch_duration_seconds_count",
+    "aggregator_batch_duration_seconds_sum",
+    "aggregator_db_write_duration_seconds_sum",
+    "aggregator_totals_document_writes_total",
+)
+
+
+async def service_metrics(
+    deployment: Deployment, service: str, names: Sequence[str]
+) -> dict[str, float]:
+    """The named unlabelled samples of a running service's /metrics."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        text = (await http.get(deployment.url(service, "/metrics"))).text
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            found[name] = float(value)
+    return found
+
+
+async def upsert_cost(client: Client, db: str, documents: int, days: int = 8) -> dict[str, Any]:
+    """The database alone: seconds per `$inc` upsert on distinct month documents in one
+    transaction, shaped as the aggregator writes them (a month total and a day's figures for
+    8 metrics). Day 1 creates the documents; each later day updates all of them, as batches
+    do through a month. Nothing of ours runs but the driver: this is the server's floor for
+    any design that writes one document per unit and month a batch touches."""
+    from pymongo import UpdateOne
+
+    collection = client[db]["bench_upsert_cost"]
+    metrics = [f"m{k}" for k in range(8)]
+    per_document: list[float] = []
+    for day in range(1, days + 1):
+        updates = [
+            UpdateOne(
+                {"_id": f"unit-{i}|2025-01"},
+                {
+                    "$inc": {f"t.{m}": 1 for m in metrics}
+                    | {f"d.{day:02d}.{m}": 1 for m in metrics},
+                    "$setOnInsert": {"u": f"unit-{i}", "y": 2025, "m": "2025-01"},
+                },
+                upsert=True,
+            )
+            for i in range(documents)
+        ]
+
+        async def write(session: Any, updates: list[Any] = updates) -> None:
+            await collection.bulk_write(updates, ordered=False, session=session)
+
+        async with client.start_session() as session:
+            started = time.perf_counter()
+            await session.with_transaction(write)
+            per_document.append((time.perf_counter() - started) / documents)
+    await collection.drop()
+    updates_only = per_document[1:]
+    return {
+        "documents": documents,
+        "insert_ms": per_document[0] * 1000,
+        "update_ms": statistics.median(updates_only) * 1000,
     }
 
 

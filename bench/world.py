@@ -112,6 +112,16 @@ def contract_metrics(event: dict[str, Any]) -> dict[str, int]:
     return {kind: 1}
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """Where a chunk of events sits in a log of `total` events that arrives in time order."""
+
+    first: int
+    total: int
+    late_share: float = 0.1
+    late_days: int = 30
+
+
 def realistic_events(
     catalog: Catalog,
     count: int,
@@ -119,15 +129,27 @@ def realistic_events(
     last_day: date = date(2025, 12, 31),
     span_days: int = 365,
     units: Sequence[str] | None = None,
+    arrival: Arrival | None = None,
 ) -> list[dict[str, Any]]:
     """Mixed events over the catalog's communes (tests/faults/harness.py's mix), spread over
-    `span_days` local days ending on `last_day`, in the contract's field order."""
+    `span_days` local days ending on `last_day`, in the contract's field order.
+
+    Without `arrival` each event's day is drawn at random from the whole span (the worst
+    case for the aggregator: a batch touches every unit's every month). With it, events come
+    as a live log has them: the day advances with the position in the log, and a share of
+    events arrive late (posted days after they happened, as field teams' offline apps do)."""
     rng = random.Random(seed)
     pool = list(units or catalog.communes)
     events = []
-    for _ in range(count):
+    for index in range(count):
         kind = rng.choice(TYPES)
-        day = last_day - timedelta(days=rng.randrange(span_days))
+        if arrival is None:
+            day = last_day - timedelta(days=rng.randrange(span_days))
+        else:
+            position = (arrival.first + index) / arrival.total  # 0 .. 1 through the log
+            day = last_day - timedelta(days=span_days - 1 - int(position * span_days))
+            if rng.random() < arrival.late_share:
+                day -= timedelta(days=rng.randint(1, arrival.late_days))
         event: dict[str, Any] = {
             "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
             "type": kind,
