@@ -246,13 +246,15 @@ MEMORY_FS = Path(os.environ.get("STACK_MEMORY_FS", "/dev/shm"))
 MEMORY_FS_MIN_FREE = 4 << 30
 
 
-def scratch_data_dir(fallback: Path) -> Path:
-    """A fresh directory for throwaway server data: on `MEMORY_FS` if it is a writable
-    directory with room to spare, else `fallback`."""
+def scratch_data_dir(
+    fallback: Path, memory_fs: Path = MEMORY_FS, min_free: int = MEMORY_FS_MIN_FREE
+) -> Path:
+    """A fresh directory for throwaway server data: on `memory_fs` if it is a writable
+    directory with `min_free` bytes free, else `fallback`."""
     with contextlib.suppress(OSError):
-        usage = os.statvfs(MEMORY_FS)
-        if os.access(MEMORY_FS, os.W_OK) and usage.f_bavail * usage.f_frsize >= MEMORY_FS_MIN_FREE:
-            return Path(tempfile.mkdtemp(prefix="stack-data-", dir=MEMORY_FS))
+        usage = os.statvfs(memory_fs)
+        if os.access(memory_fs, os.W_OK) and usage.f_bavail * usage.f_frsize >= min_free:
+            return Path(tempfile.mkdtemp(prefix="stack-data-", dir=memory_fs))
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
 
