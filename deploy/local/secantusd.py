@@ -1,6 +1,7 @@
 """Start the local MongoDB-protocol server (SecantusDB), with its update-path check made
-linear, faster equivalents of two per-row costs (WiredTiger key packing, the oplog diff's
-value comparison), and the transaction lifetime of the production stack. Run by the database's
+linear, faster equivalents of three per-row costs (WiredTiger key packing, the oplog diff's
+value comparison, the pruning of retryable-write records), and the transaction lifetime of the
+production stack. Run by the database's
 own interpreter (.local/venv-db), as a script.
 
 Before applying an operator update, SecantusDB checks that no two of its paths overlap (`a`
@@ -25,7 +26,7 @@ from typing import Any
 
 # Run by the database's own interpreter only (.local/venv-db), where SecantusDB is installed.
 import wiredtiger
-from secantus import cli, diff, ordering
+from secantus import cli, diff, ordering, transactions
 from secantus import update as secantus_update
 
 # The module WiredTiger's Cursor methods (set_key, get_keys, ...) look `pack` and `unpack` up
@@ -205,6 +206,46 @@ def same_stored_value(a: Any, b: Any) -> bool:
     return bool(original_same_stored_value(a, b))
 
 
+# Every retryable write (any write outside a transaction: ingest's accepted ids, heartbeats,
+# the naive baseline's upserts) records its reply for 30 minutes, up to 10,000 records, and
+# every record or lookup first prunes them: SecantusDB builds a list of the stale ones by
+# scanning all of them, and once over 10,000 sorts them all to drop the oldest, on every write,
+# under the lock every statement takes. The naive subscriber's rate fell from 67 to 19 events/s
+# once its writes passed 10,000. Records are added under that lock with the time read there, so
+# the dict's order is their time order (the wrapper of `record_retryable` below keeps it so when
+# a key is recorded again): the stale records and the oldest ones are at its front. Dropping
+# from the front leaves exactly the records the original leaves as long as the clock (the
+# registry's: wall time, finer than a microsecond) moves on between two records; should it
+# stand still or step back, the two may keep different ones of records written within that
+# instant, once 10,000 are held. tests/unit/test_local_database_fastpaths.py runs both on the
+# same random histories.
+def prune_retryable_from_the_front(self: transactions.TransactionRegistry) -> None:
+    records = self._retryable
+    cutoff = self._time() - transactions._RETRYABLE_RECORD_LIFETIME_SECONDS
+    while records:
+        oldest = next(iter(records))
+        if records[oldest][1] >= cutoff and len(records) <= transactions._RETRYABLE_RECORD_MAX:
+            return
+        del records[oldest]
+
+
+original_prune_retryable = transactions.TransactionRegistry._prune_retryable_locked
+original_record_retryable = transactions.TransactionRegistry.record_retryable
+
+
+def record_retryable_in_time_order(
+    self: transactions.TransactionRegistry,
+    lsid_bytes: bytes,
+    txn_number: int,
+    identity: bytes,
+    reply: dict[str, Any],
+) -> None:
+    if transactions._is_recordable_reply(reply):
+        with self._lock:  # recorded again: it moves to the end with its new time
+            self._retryable.pop((lsid_bytes, txn_number), None)
+    original_record_retryable(self, lsid_bytes, txn_number, identity, reply)
+
+
 # How long a transaction whose client vanished (kill -9 of an aggregator mid-batch) keeps its
 # documents locked before the server aborts it. Every write of the next aggregator to those
 # documents conflicts until then: with mongod's and SecantusDB's default of 60 s, one kill -9
@@ -224,6 +265,9 @@ def apply_patches() -> None:
     # The diff's name for it, and the original's own (it recurses through it for containers).
     diff.bson_same_stored_value = same_stored_value
     ordering.bson_same_stored_value = same_stored_value
+    registry = transactions.TransactionRegistry
+    registry._prune_retryable_locked = prune_retryable_from_the_front
+    registry.record_retryable = record_retryable_in_time_order
 
 
 def main() -> int:

@@ -258,3 +258,72 @@ def test_fast_same_stored_value_answers_as_secantus_does() -> None:
     same, different, increments = counts_printed_by(COMPARE_SAME_VALUE, timeout_s=300)
     # Both answers, many times each, and many updated leaves in month documents.
     assert same > 5000 and different > 5000 and increments > 10000
+
+
+COMPARE_RETRYABLE_RECORDS = textwrap.dedent(
+    """
+    import random, sys
+    sys.path.insert(0, sys.argv[1])
+    from secantus import transactions
+    import secantusd
+
+    rng = random.Random(17)
+    # Small bounds, so that both the lifetime and the cap are hit all the time.
+    transactions._RETRYABLE_RECORD_LIFETIME_SECONDS = 50.0
+    transactions._RETRYABLE_RECORD_MAX = 20
+
+    class Clock:
+        now = 1000.0
+
+        def __call__(self):
+            return self.now
+
+    def registry(clock):
+        return transactions.TransactionRegistry(time_func=clock)
+
+    class Original(transactions.TransactionRegistry):
+        _prune_retryable_locked = secantusd.original_prune_retryable
+        record_retryable = secantusd.original_record_retryable
+
+    class Patched(transactions.TransactionRegistry):
+        _prune_retryable_locked = secantusd.prune_retryable_from_the_front
+        record_retryable = secantusd.record_retryable_in_time_order
+
+    replayed = at_cap = below_cap = 0
+    for history in range(60):
+        clock = Clock()
+        original, patched = Original(time_func=clock), Patched(time_func=clock)
+        for step in range(400):
+            # The clock moves on (as wall time does between two writes under one lock: its
+            # resolution is well under a microsecond), by small steps or past the lifetime.
+            clock.now += 60 if rng.random() < 0.005 else rng.choice([0.001, 0.2, 0.5, 1])
+            lsid = bytes([rng.randrange(6)])
+            number = rng.randrange(8)
+            identity = bytes([rng.randrange(2)])
+            if rng.random() < 0.6:
+                reply = rng.choice([{"ok": 1.0, "n": step}, {"ok": 0.0}, {"ok": 1.0, "n": 1,
+                                    "writeErrors": [{"index": 0}]}])
+                original.record_retryable(lsid, number, identity, reply)
+                patched.record_retryable(lsid, number, identity, reply)
+            else:
+                expected = original.retryable_reply(lsid, number, identity)
+                got = patched.retryable_reply(lsid, number, identity)
+                assert got == expected, (history, step, expected, got)
+                replayed += expected is not None
+            assert original._retryable == patched._retryable, (history, step)
+            at_cap += len(original._retryable) == 20
+            below_cap += len(original._retryable) < 20
+    # The production module installs it where the server's registry finds it.
+    secantusd.apply_patches()
+    assert transactions.TransactionRegistry._prune_retryable_locked is (
+        secantusd.prune_retryable_from_the_front)
+    print(replayed, at_cap, below_cap)
+    """
+)
+
+
+def test_retryable_records_are_pruned_as_secantusdb_prunes_them() -> None:
+    replayed, at_cap, below_cap = counts_printed_by(COMPARE_RETRYABLE_RECORDS, timeout_s=120)
+    # Replies were found and replayed; the records were often held at the cap (the oldest
+    # dropped) and often below it (the stale ones dropped).
+    assert replayed > 500 and at_cap > 1000 and below_cap > 1000
