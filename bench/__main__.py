@@ -212,6 +212,7 @@ async def ingest(stack: Any, catalog: Any, root: Path, sizes: Sizes) -> dict[str
     )
     log(f"raw producer (send per record): {figures['raw_producer_rate']:,.0f} events/s")
     d.start("ingest")
+    client: measure.Client = AsyncMongoClient(stack.mongodb_uri, tz_aware=True)
     try:
         events = realistic_events(catalog, sizes.ingest_batches * 1000, seed=12)
         bodies = [measure.encode_list(events[i : i + 1000]) for i in range(0, len(events), 1000)]
@@ -223,6 +224,16 @@ async def ingest(stack: Any, catalog: Any, root: Path, sizes: Sizes) -> dict[str
             "cpu": cpu.shares
         }
         log(f"ingest batches: {figures['batches']['events_per_s']:,.0f} events/s")
+        floor_events = realistic_events(catalog, sizes.ingest_batches * 1000, seed=14)
+        figures["batches_floor"] = await measure.ingest_floor(
+            client,
+            d.db,
+            stack.kafka_bootstrap,
+            d.topic,
+            [floor_events[i : i + 1000] for i in range(0, len(floor_events), 1000)],
+            concurrency=4,
+        )
+        log(f"its floor: {figures['batches_floor']['events_per_s']:,.0f} events/s")
         singles = realistic_events(catalog, sizes.single_requests, seed=13)
         bodies = [measure.encode(e) for e in singles]
         for concurrency in (1, 8):
@@ -234,12 +245,23 @@ async def ingest(stack: Any, catalog: Any, root: Path, sizes: Sizes) -> dict[str
             figures[f"single_c{concurrency}"] = measure.latency_summary(latencies, wall) | {
                 "cpu": cpu.shares
             }
+            floor_events = realistic_events(catalog, len(part), seed=15 + concurrency)
+            figures[f"single_c{concurrency}_floor"] = await measure.ingest_floor(
+                client,
+                d.db,
+                stack.kafka_bootstrap,
+                d.topic,
+                [[event] for event in floor_events],
+                concurrency=concurrency,
+            )
             log(
                 f"ingest single events, {concurrency} clients: "
                 f"{figures[f'single_c{concurrency}']['rps']:,.0f} req/s, "
-                f"p99 {figures[f'single_c{concurrency}']['p99_ms']:.1f} ms"
+                f"p99 {figures[f'single_c{concurrency}']['p99_ms']:.1f} ms; its floor p99 "
+                f"{figures[f'single_c{concurrency}_floor']['p99_ms']:.1f} ms"
             )
     finally:
+        await client.close()
         d.stop_all()
     return figures
 

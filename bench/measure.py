@@ -298,6 +298,51 @@ async def raw_produce(bootstrap: str, topic: str, events: Sequence[dict[str, Any
     return len(events) / elapsed
 
 
+async def ingest_floor(
+    client: Client,
+    db: str,
+    bootstrap: str,
+    topic: str,
+    requests: Sequence[Sequence[dict[str, Any]]],
+    concurrency: int,
+) -> dict[str, Any]:
+    """What one of ingest's requests costs without any code of ours: the durable duplicate
+    check (`find` by `_id` in the accepted ids, `insert_many` of the new ones) and the
+    producer's sends (acks=all, linger 5 ms, every acknowledgement awaited), in the order
+    ingest does them, from `concurrency` workers, one request's events at a time. No HTTP, no
+    JSON, no validation: the floor ingest's figures sit on."""
+    accepted = client[db]["bench_accepted_floor"]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20
+    )
+    await producer.start()
+    headers = [("content-type", b"application/json")]
+    encoded = [[(e["event_id"].encode(), encode(e)) for e in events] for events in requests]
+    queue = list(reversed(encoded))
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        while queue:
+            values = queue.pop()
+            ids = [key.decode() for key, _ in values]
+            sent = time.perf_counter()
+            [_ async for _ in accepted.find({"_id": {"$in": ids}}, {"_id": 1})]
+            acks = [await producer.send(topic, v, key=k, headers=headers) for k, v in values]
+            await asyncio.gather(*acks)
+            at = datetime.now(UTC)
+            await accepted.insert_many([{"_id": i, "at": at} for i in ids], ordered=False)
+            latencies.append(time.perf_counter() - sent)
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        wall = time.perf_counter() - started
+        await producer.stop()
+    await accepted.drop()
+    return latency_summary(latencies, wall, unit=len(requests[0]))
+
+
 async def _timed_requests(
     items: Sequence[Any],
     send: Callable[[httpx.AsyncClient, Any], Awaitable[httpx.Response]],
