@@ -250,13 +250,34 @@ def scratch_data_dir(
     fallback: Path, memory_fs: Path = MEMORY_FS, min_free: int = MEMORY_FS_MIN_FREE
 ) -> Path:
     """A fresh directory for throwaway server data: on `memory_fs` if it is a writable
-    directory with `min_free` bytes free, else `fallback`."""
+    directory with `min_free` bytes free, else `fallback`. The directory's name carries this
+    process's id, and those of processes that are gone (a test run killed before it could
+    clean up) are removed first: memory-backed files would otherwise hold memory until a
+    reboot."""
     with contextlib.suppress(OSError):
+        _remove_orphans(memory_fs)
         usage = os.statvfs(memory_fs)
         if os.access(memory_fs, os.W_OK) and usage.f_bavail * usage.f_frsize >= min_free:
-            return Path(tempfile.mkdtemp(prefix="stack-data-", dir=memory_fs))
+            return Path(tempfile.mkdtemp(prefix=f"stack-data-{os.getpid()}-", dir=memory_fs))
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
+
+
+def _remove_orphans(memory_fs: Path) -> None:
+    for entry in memory_fs.glob("stack-data-*-*"):
+        owner = entry.name.split("-")[2]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @contextlib.contextmanager
