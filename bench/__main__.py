@@ -122,6 +122,13 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
         results.setdefault("load", {})[phase] = [round(x, 2) for x in os.getloadavg()]
         save()
 
+    def wanted(phase: str) -> bool:
+        """False for a phase a resumed run already has (`--resume`)."""
+        if phase in results:
+            log(f"{phase}: kept from the run resumed")
+            return False
+        return True
+
     with started_stack(root) as stack:
         results["data_dir"] = (
             f"{MEMORY_FS} (memory-backed)"
@@ -131,47 +138,71 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
         client: measure.Client = AsyncMongoClient(stack.mongodb_uri, tz_aware=True)
         try:
             # 1. Aggregator, raw consumer, naive subscriber and faust on one pre-filled topic.
-            a = deploy(stack, "agg", catalog_1k, root)
-            n = sizes.aggregator_events
-            log(f"pre-filling {n:,} events over {len(catalog_1k.units):,} units")
-            done("prefill_rate", await fill(a, n, seed=1))
-            log(f"send_batch pre-fill: {results['prefill_rate']:,.0f} events/s")
-            done("raw_consume", await measure.raw_consume(stack.kafka_bootstrap, a.topic, n))
-            log(f"raw aiokafka consume: {results['raw_consume']['rate']:,.0f} events/s")
-            done("aggregator", await measure.aggregator_throughput(a, client, n))
-            log(f"aggregator: {results['aggregator']['rate']:,.0f} events/s")
-            a.stop_all()
-            done("upsert_cost", await measure.upsert_cost(client, a.db, documents=2_000))
-            log(f"database alone, per month-document upsert: {results['upsert_cost']}")
-            naive = await measure.naive_subscriber(a, client, sizes.naive_events, sizes.naive_cap_s)
-            done("naive", naive)
-            log(f"naive subscriber: {naive['rate']:,.1f} events/s over {naive['events']:,} events")
-            faust = await measure.faust_count(a, sizes.faust_events, Path(a.env["BENCH_CATALOG"]))
-            done("faust", faust)
-            log(f"faust-streaming table: {faust}")
-            await client.drop_database(a.db)  # the servers' data is in memory: keep it small
+            if wanted("faust"):
+                await aggregator_phases(stack, catalog_1k, root, client, sizes, done)
             # 1b. The same aggregator when every batch touches every unit's every month.
-            w = deploy(stack, "worst", catalog_1k, root)
-            n = sizes.worst_case_events
-            log(f"pre-filling {n:,} events, days at random over the year")
-            await fill(w, n, seed=3, in_order=False)
-            done("aggregator_worst_case", await measure.aggregator_throughput(w, client, n))
-            log(f"aggregator, worst case: {results['aggregator_worst_case']['rate']:,.0f} events/s")
-            w.stop_all()
-            await client.drop_database(w.db)
+            if wanted("aggregator_worst_case"):
+                w = deploy(stack, "worst", catalog_1k, root)
+                n = sizes.worst_case_events
+                log(f"pre-filling {n:,} events, days at random over the year")
+                await fill(w, n, seed=3, in_order=False)
+                worst = await measure.aggregator_throughput(w, client, n)
+                done("aggregator_worst_case", worst)
+                log(f"aggregator, worst case: {worst['rate']:,.0f} events/s")
+                w.stop_all()
+                await client.drop_database(w.db)
             # 2. Ingest.
-            done("ingest", await ingest(stack, catalog_1k, root, sizes))
+            if wanted("ingest"):
+                done("ingest", await ingest(stack, catalog_1k, root, sizes))
             # 3. Freshness.
-            done("freshness", await freshness(stack, catalog_1k, root, sizes))
+            if wanted("freshness"):
+                done("freshness", await freshness(stack, catalog_1k, root, sizes))
             # 4. The API over a 10,000-unit catalog.
-            done("api", await api(stack, root, sizes, client))
+            if wanted("api"):
+                done("api", await api(stack, root, sizes, client))
             # 5. Scale: rebuild a log, then one ten times (QUICK: three times) larger.
-            done(
-                "scale",
-                await scale(stack, catalog_1k, root, client, sizes, lambda f: done("scale", f)),
-            )
+            if "large" not in (results.get("scale") or {}):
+                done(
+                    "scale",
+                    await scale(stack, catalog_1k, root, client, sizes, lambda f: done("scale", f)),
+                )
         finally:
             await client.close()
+
+
+async def aggregator_phases(
+    stack: Any,
+    catalog: Any,
+    root: Path,
+    client: measure.Client,
+    sizes: Sizes,
+    done: Callable[[str, Any], None],
+) -> None:
+    """The aggregator, the raw consumer, the database's own upsert cost, the naive subscriber
+    and faust, on one pre-filled topic."""
+    a = deploy(stack, "agg", catalog, root)
+    n = sizes.aggregator_events
+    log(f"pre-filling {n:,} events over {len(catalog.units):,} units")
+    prefill_rate = await fill(a, n, seed=1)
+    done("prefill_rate", prefill_rate)
+    log(f"send_batch pre-fill: {prefill_rate:,.0f} events/s")
+    raw = await measure.raw_consume(stack.kafka_bootstrap, a.topic, n)
+    done("raw_consume", raw)
+    log(f"raw aiokafka consume: {raw['rate']:,.0f} events/s")
+    aggregator = await measure.aggregator_throughput(a, client, n)
+    done("aggregator", aggregator)
+    log(f"aggregator: {aggregator['rate']:,.0f} events/s")
+    a.stop_all()
+    cost = await measure.upsert_cost(client, a.db, documents=2_000)
+    done("upsert_cost", cost)
+    log(f"database alone, per month-document upsert: {cost}")
+    naive = await measure.naive_subscriber(a, client, sizes.naive_events, sizes.naive_cap_s)
+    done("naive", naive)
+    log(f"naive subscriber: {naive['rate']:,.1f} events/s over {naive['events']:,} events")
+    faust = await measure.faust_count(a, sizes.faust_events, Path(a.env["BENCH_CATALOG"]))
+    done("faust", faust)
+    log(f"faust-streaming table: {faust}")
+    await client.drop_database(a.db)  # the servers' data is in memory: keep it small
 
 
 async def scale(
@@ -389,6 +420,11 @@ def main() -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the report from the kept results"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="run only the phases the kept results lack (after a run that stopped)",
+    )
     args = parser.parse_args()
     if args.report_only:
         kept = REPO / "bench" / f"results-{'quick' if args.quick else 'full'}.json"
@@ -409,9 +445,18 @@ def main() -> None:
         "complete": False,
     }
     raw = REPO / "bench" / f"results-{'quick' if args.quick else 'full'}.json"
+    earlier_s = 0.0
+    if args.resume and raw.exists():
+        results = json.loads(raw.read_text())
+        earlier_s = float(results.get("wall_s", 0.0))
+        results.setdefault("resumed", []).append(
+            {"date": date.isoformat(timespec="seconds"), "machine": info}
+        )
+        log(f"resuming the run of {results['date']} ({earlier_s / 60:.1f} min so far)")
 
     def save() -> None:
-        results["wall_s"] = time.perf_counter() - started
+        # A resumed run's wall time is the sum of its parts (the pause between them excluded).
+        results["wall_s"] = earlier_s + time.perf_counter() - started
         raw.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
     try:

@@ -411,6 +411,9 @@ def latency_summary(latencies: Sequence[float], wall: float, unit: int = 1) -> d
 # -- 3. freshness -------------------------------------------------------------------------------
 
 
+PROBE_GIVE_UP_S = 1800
+
+
 async def freshness(
     deployment: Deployment,
     make_events: Callable[[int], list[dict[str, Any]]],
@@ -494,8 +497,10 @@ async def freshness(
                 expected += 1
                 while await value() < expected:
                     await asyncio.sleep(0.01)
-                    if time.perf_counter() - acked > 120:
-                        raise TimeoutError("a probe took over 120 s to show")
+                    # Past the load's end the backlog only drains: a probe shows once the
+                    # aggregator reaches it, however long that is (the figure is that time).
+                    if time.perf_counter() - acked > PROBE_GIVE_UP_S:
+                        raise TimeoutError(f"a probe took over {PROBE_GIVE_UP_S} s to show")
                 latencies.append(time.perf_counter() - acked)
                 await asyncio.sleep(0.2)
 

@@ -91,6 +91,14 @@ def section(mode: str, r: dict[str, Any]) -> list[str]:
         f"{r.get('data_dir', 'a temporary directory on disk')}.",
         "",
     ]
+    if r.get("resumed"):
+        lines += [
+            "This run stopped part-way and was resumed (`make bench BENCH_ARGS=--resume`) at "
+            + ", ".join(part["date"] for part in r["resumed"])
+            + ": the phases it had were kept, the rest measured then, on the same machine; "
+            "its wall time is the sum of the parts.",
+            "",
+        ]
     agg, raw, naive = r["aggregator"], r["raw_consume"], r["naive"]
     ratio_raw = agg["rate"] / raw["rate"]
     ratio_naive = agg["rate"] / naive["rate"]
