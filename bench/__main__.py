@@ -222,6 +222,7 @@ async def scale(
         prefill_rate = await fill(d, count, seed=7)
         log(f"rebuild of {count:,} events")
         seconds = await measure.rebuild(d)
+        await measure.rebuilt_everything(client, d, count)
         figures[label] = {
             "events": count,
             "rebuild_s": seconds,

@@ -108,6 +108,13 @@ def main() -> None:
         help="wait this long after the switch before dropping the replaced collections, so "
         "requests that began reading them finish (default 10)",
     )
+    rebuild_cmd.add_argument(
+        "--through-log-end",
+        action="store_true",
+        help="replay at least the whole log as it stands at the start, even where the served "
+        "totals reflect less of it (their aggregator stopped); by default the switch comes as "
+        "soon as the new totals reflect what the served ones do",
+    )
     commands.add_parser(
         "reconcile",
         help="recount the log and print every (unit, metric, period) whose stored total "
@@ -117,7 +124,8 @@ def main() -> None:
     if args.command in ("rebuild", "reconcile"):
         keep_old = bool(getattr(args, "keep_old", False))
         grace_s = float(getattr(args, "grace_seconds", 0.0))
-        sys.exit(asyncio.run(_recount(get_settings(), args.command, keep_old, grace_s)))
+        through = bool(getattr(args, "through_log_end", False))
+        sys.exit(asyncio.run(_recount(get_settings(), args.command, keep_old, grace_s, through)))
     if args.command == "init":
         count = asyncio.run(init(get_settings(), args.catalog))
         print(f"catalog loaded: {count} units")
@@ -155,12 +163,16 @@ async def _load_services_file(settings: Settings, path: Path) -> None:
         await client.close()
 
 
-async def _recount(settings: Settings, command: str, keep_old: bool, grace_s: float) -> int:
+async def _recount(
+    settings: Settings, command: str, keep_old: bool, grace_s: float, through_log_end: bool
+) -> int:
     client = connect(settings.mongodb_uri, app_name=f"admin-{command}", settings=settings)
     live = Store(client, settings.mongodb_db)
     try:
         if command == "rebuild":
-            name, stats = await replay.rebuild(settings, live, keep_old=keep_old, grace_s=grace_s)
+            name, stats = await replay.rebuild(
+                settings, live, keep_old=keep_old, grace_s=grace_s, through_log_end=through_log_end
+            )
             print(f"rebuilt {stats.records} records into generation {name!r}, now served")
             return 0
         differences, stats = await replay.reconcile(settings, live)

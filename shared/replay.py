@@ -73,10 +73,13 @@ async def replay(
     *,
     stop_at: Mapping[int, int] | None = None,
     on_idle: Callable[[], Awaitable[bool]] | None = None,
+    through_log_end: bool = False,
 ) -> ReplayStats:
     """Apply the log to `target`'s generation from where it stands (its own offsets: an
     interrupted replay resumes) until every partition reaches `stop_at`, or until `on_idle`,
-    called whenever a fetch brings less than a full batch, says it is done."""
+    called whenever a fetch brings less than a full batch, says it is done; with
+    `through_log_end`, `on_idle` is asked only once the log's end as it stood at the start is
+    reached."""
     await target.ensure_indexes()
     catalog = CatalogCache(target)
     await catalog.reload()
@@ -104,6 +107,8 @@ async def replay(
         for tp in assigned:
             consumer.seek(tp, start[tp.partition])
         position = dict(start)
+        ends = await consumer.end_offsets(assigned) if through_log_end else {}
+        floor = {tp.partition: int(offset) for tp, offset in ends.items()}
         while True:
             if stop_at is not None and all(position[p] >= stop_at.get(p, 0) for p in partitions):
                 return stats
@@ -121,7 +126,12 @@ async def replay(
                 for record in records:
                     position[record.partition] = max(position[record.partition], record.offset + 1)
             fetched_count = sum(len(batch) for batch in fetched.values())
-            if fetched_count < BATCH_RECORDS and on_idle is not None and await on_idle():
+            if (
+                fetched_count < BATCH_RECORDS
+                and on_idle is not None
+                and all(position[p] >= floor.get(p, 0) for p in partitions)
+                and await on_idle()
+            ):
                 return stats
     finally:
         await consumer.stop()
@@ -174,11 +184,21 @@ async def switch_generation(live: Store, new: Store, topic: str, catalog_version
 
 
 async def rebuild(
-    settings: Settings, live: Store, *, keep_old: bool = False, grace_s: float = 10.0
+    settings: Settings,
+    live: Store,
+    *,
+    keep_old: bool = False,
+    grace_s: float = 10.0,
+    through_log_end: bool = False,
 ) -> tuple[str, ReplayStats]:
     """Recompute every total from the log into a new generation and switch to it; returns the
     new generation's name. The old one is dropped after `grace_s` (requests that read it just
-    before the switch finish first) unless `keep_old`."""
+    before the switch finish first) unless `keep_old`.
+
+    The switch comes as soon as the new generation has applied what the served one has, so
+    with the aggregator stopped (a fix to the counting rules, say) the rebuild may end before
+    the log does and leave the rest to the aggregator; `through_log_end` replays at least the
+    whole log as it stood at the start."""
     catalog_version = await live.catalog_version()
     old = await live.serving_generation()
     name = "r" + datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
@@ -188,7 +208,7 @@ async def rebuild(
         return await switch_generation(live, new, settings.events_topic, catalog_version)
 
     try:
-        stats = await replay(settings, new, on_idle=try_switch)
+        stats = await replay(settings, new, on_idle=try_switch, through_log_end=through_log_end)
     except BaseException:
         await live.drop_generation(name)
         raise
