@@ -67,6 +67,38 @@ def _floor_row(floor: dict[str, Any] | None, what: str, ours: dict[str, Any]) ->
     ]
 
 
+def _partial_scale(sc: dict[str, Any]) -> list[str]:
+    """The scale section of a run stopped during its large rebuild: the small rebuild whole,
+    and how far the large one got (its applied offsets, sampled while it ran)."""
+    lines = ["", "### 5. Scale: the large rebuild did not finish in this run", ""]
+    small = sc.get("small")
+    if small:
+        size = sum(v for k, v in small["bytes"].items() if not k.endswith(".storage"))
+        lines += [
+            f"Rebuild of {small['events']:,} events: {small['rebuild_s']:.1f} s "
+            f"({small['events'] / small['rebuild_s']:,.0f} events/s); MongoDB bytes (data + "
+            f"indexes) {size:,}, {size / small['events']:,.1f} per event.",
+            "",
+        ]
+    partial = sc.get("large_partial")
+    if partial:
+        lines += [
+            f"Rebuild of {partial['events']:,} events, stopped after {partial['seconds']:,.0f} s "
+            f"({partial['reason']}). Records applied as it went (seconds from its start: "
+            "events/s over the interval before):",
+            "",
+            "| seconds | records applied | events/s in the interval |",
+            "| ---: | ---: | ---: |",
+        ]
+        previous = (0.0, 0)
+        for seconds, applied in partial["samples"]:
+            rate = (applied - previous[1]) / max(seconds - previous[0], 1e-9)
+            lines.append(f"| {seconds:,.0f} | {applied:,} | {rate:,.0f} |")
+            previous = (seconds, applied)
+        lines.append("")
+    return lines
+
+
 def _worst_case_row(worst: dict[str, Any] | None, rate: float) -> list[str]:
     if not worst:
         return []
@@ -198,7 +230,7 @@ def section(mode: str, r: dict[str, Any]) -> list[str]:
             )
     sc = r.get("scale") or {}
     if "large" not in sc:
-        return [*lines, "", "### 5. Scale: not measured in this run (stopped before it).", ""]
+        return [*lines, *_partial_scale(sc)]
     small, large = sc["small"], sc["large"]
 
     def total_bytes(x: dict[str, Any]) -> int:
