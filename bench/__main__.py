@@ -34,7 +34,7 @@ from bench.world import (
     realistic_events,
     synthetic_catalog,
 )
-from deploy.local.stack import MEMORY_FS, REPO, started_stack
+from deploy.local.stack import MEMORY_FS, REPO, memory_backed, started_stack
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
     with started_stack(root) as stack:
         results["data_dir"] = (
             f"{MEMORY_FS} (memory-backed)"
-            if stack.data_dir.is_relative_to(MEMORY_FS)
+            if memory_backed(stack.data_dir)
             else f"{stack.data_dir} (disk)"
         )
         client: measure.Client = AsyncMongoClient(stack.mongodb_uri, tz_aware=True)

@@ -67,13 +67,18 @@ def _floor_row(floor: dict[str, Any] | None, what: str, ours: dict[str, Any]) ->
     ]
 
 
+def _total_bytes(rebuilt: dict[str, Any]) -> int:
+    """Data and index bytes of a rebuilt generation (`.storage` repeats the data's)."""
+    return sum(v for k, v in rebuilt["bytes"].items() if not k.endswith(".storage"))
+
+
 def _partial_scale(sc: dict[str, Any]) -> list[str]:
     """The scale section of a run stopped during its large rebuild: the small rebuild whole,
     and how far the large one got (its applied offsets, sampled while it ran)."""
     lines = ["", "### 5. Scale: the large rebuild did not finish in this run", ""]
     small = sc.get("small")
     if small:
-        size = sum(v for k, v in small["bytes"].items() if not k.endswith(".storage"))
+        size = _total_bytes(small)
         lines += [
             f"Rebuild of {small['events']:,} events: {small['rebuild_s']:.1f} s "
             f"({small['events'] / small['rebuild_s']:,.0f} events/s); MongoDB bytes (data + "
@@ -233,10 +238,7 @@ def section(mode: str, r: dict[str, Any]) -> list[str]:
         return [*lines, *_partial_scale(sc)]
     small, large = sc["small"], sc["large"]
 
-    def total_bytes(x: dict[str, Any]) -> int:
-        return sum(v for k, v in x["bytes"].items() if not k.endswith(".storage"))
-
-    per = [(x["events"], x["rebuild_s"], total_bytes(x), x["bytes"]) for x in (small, large)]
+    per = [(x["events"], x["rebuild_s"], _total_bytes(x), x["bytes"]) for x in (small, large)]
     lines += [
         "",
         "### 5. Scale (rebuild = `python -m shared.admin rebuild`, replaying the whole log)",

@@ -263,6 +263,11 @@ def scratch_data_dir(
     return fallback
 
 
+def memory_backed(path: Path) -> bool:
+    """Whether `path` was made by `scratch_data_dir` on the memory filesystem."""
+    return path.is_relative_to(MEMORY_FS)
+
+
 def _remove_orphans(memory_fs: Path) -> None:
     for entry in memory_fs.glob("stack-data-*-*"):
         owner = entry.name.split("-")[2]
@@ -301,5 +306,5 @@ def started_stack(root: Path) -> Iterator[LocalStack]:
     finally:
         for process in reversed(list(stack.processes)):
             stack.kill(process)
-        if data_dir.is_relative_to(MEMORY_FS):
+        if memory_backed(data_dir):
             shutil.rmtree(data_dir, ignore_errors=True)
