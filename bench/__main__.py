@@ -162,9 +162,12 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
                 done("api", await api(stack, root, sizes, client))
             # 5. Scale: rebuild a log, then one ten times (QUICK: three times) larger.
             if "large" not in (results.get("scale") or {}):
+                kept = dict(results.get("scale") or {})
                 done(
                     "scale",
-                    await scale(stack, catalog_1k, root, client, sizes, lambda f: done("scale", f)),
+                    await scale(
+                        stack, catalog_1k, root, client, sizes, kept, lambda f: done("scale", f)
+                    ),
                 )
         finally:
             await client.close()
@@ -211,12 +214,15 @@ async def scale(
     root: Path,
     client: measure.Client,
     sizes: Sizes,
+    figures: dict[str, Any],
     keep: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
-    """Rebuild a log and one larger; `keep` saves the figures after each (the large one takes
-    longest)."""
-    figures: dict[str, Any] = {}
+    """Rebuild a log and one larger, but for the sizes `figures` already has (a resumed
+    run's); `keep` saves the figures after each (the large one takes longest)."""
     for label, count in (("small", sizes.scale_small), ("large", sizes.scale_large)):
+        if label in figures:
+            log(f"rebuild of {count:,} events: kept from the run resumed")
+            continue
         d = deploy(stack, f"scale-{label}", catalog, root)
         log(f"pre-filling {count:,} events")
         prefill_rate = await fill(d, count, seed=7)
@@ -230,6 +236,7 @@ async def scale(
             "bytes": await measure.stored_bytes(client, d.db),
         }
         await client.drop_database(d.db)
+        figures.pop(f"{label}_partial", None)  # how far a stopped run had got: superseded
         keep(figures)
         log(f"rebuild {count:,}: {seconds:.1f} s ({count / seconds:,.0f} events/s)")
     return figures
