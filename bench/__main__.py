@@ -348,14 +348,23 @@ async def _applied_at_least(client: measure.Client, d: Deployment, count: int) -
 
 
 async def _log_end(bootstrap: str, topic: str) -> int:
+    """Records in the topic now: the high watermarks a fetch reports. Not `end_offsets`: the
+    local broker's ListOffsets answers with offsets far behind the end (shared/replay.py)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(4)]
-        ends = await consumer.end_offsets(tps)
-        return sum(ends.values())
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        for _ in range(100):
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            highwaters = [consumer.highwater(tp) for tp in tps]
+            if all(highwater is not None for highwater in highwaters):
+                return sum(highwater or 0 for highwater in highwaters)
+        raise RuntimeError(f"no high watermark for every partition of {topic}")
     finally:
         await consumer.stop()
 

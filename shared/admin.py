@@ -173,13 +173,17 @@ async def _recount(
             name, stats = await replay.rebuild(
                 settings, live, keep_old=keep_old, grace_s=grace_s, through_log_end=through_log_end
             )
-            print(f"rebuilt {stats.records} records into generation {name!r}, now served")
+            print(
+                f"rebuilt {stats.records} records in {stats.batches} batches"
+                f" into generation {name!r}, now served"
+            )
             return 0
         differences, stats = await replay.reconcile(settings, live)
         for difference in differences:
             print(json.dumps(difference.to_dict(), ensure_ascii=False))
         print(
-            f"reconciled {stats.records} records: {len(differences)} totals differ",
+            f"reconciled {stats.records} records in {stats.batches} batches:"
+            f" {len(differences)} totals differ",
             file=sys.stderr,
         )
         return 1 if differences else 0

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.adapters.catalog import CatalogCache
@@ -34,7 +35,9 @@ from shared.settings import Settings
 
 log = logging.getLogger("replay")
 
-BATCH_RECORDS = 5_000
+# How long a batch may gather records once it has some: with the log behind it a batch fills
+# in a fraction of this; at the live end, a trickle of events must not hold a batch back.
+GATHER_MAX_S = 1.0
 
 
 class CatalogChanged(RuntimeError):
@@ -77,9 +80,12 @@ async def replay(
 ) -> ReplayStats:
     """Apply the log to `target`'s generation from where it stands (its own offsets: an
     interrupted replay resumes) until every partition reaches `stop_at`, or until `on_idle`,
-    called whenever a fetch brings less than a full batch, says it is done; with
+    called after every batch (and every empty fetch), says it is done; with
     `through_log_end`, `on_idle` is asked only once the log's end as it stood at the start is
     reached."""
+    # Batches of `settings.replay_batch_records`: a replay has the whole log behind it, and a
+    # batch writes each unit's month document once for however many of its events it holds.
+    batch_records = settings.replay_batch_records
     await target.ensure_indexes()
     catalog = CatalogCache(target)
     await catalog.reload()
@@ -107,13 +113,24 @@ async def replay(
         for tp in assigned:
             consumer.seek(tp, start[tp.partition])
         position = dict(start)
-        ends = await consumer.end_offsets(assigned) if through_log_end else {}
-        floor = {tp.partition: int(offset) for tp, offset in ends.items()}
+        # The log's end as the first fetch of each partition reports it (the high watermark),
+        # not as `end_offsets` (ListOffsets) does: the local broker answers that with offsets
+        # far behind the end (measured: 1 and 8,001 for partitions of 25,000 records).
+        floor: dict[int, int] = {}
+
+        def reached_floor() -> bool:
+            if not through_log_end:
+                return True
+            for tp in assigned:
+                highwater = consumer.highwater(tp)
+                if tp.partition not in floor and highwater is not None:
+                    floor[tp.partition] = highwater
+            return all(p in floor and position[p] >= floor[p] for p in partitions)
+
         while True:
             if stop_at is not None and all(position[p] >= stop_at.get(p, 0) for p in partitions):
                 return stats
-            fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH_RECORDS)
-            records = [record for batch in fetched.values() for record in batch]
+            records = await _gather(consumer, batch_records)
             if stop_at is not None:
                 records = [r for r in records if r.offset < stop_at.get(r.partition, 0)]
                 for tp in assigned:
@@ -125,16 +142,32 @@ async def replay(
                 stats.batches += 1
                 for record in records:
                     position[record.partition] = max(position[record.partition], record.offset + 1)
-            fetched_count = sum(len(batch) for batch in fetched.values())
-            if (
-                fetched_count < BATCH_RECORDS
-                and on_idle is not None
-                and all(position[p] >= floor.get(p, 0) for p in partitions)
-                and await on_idle()
-            ):
+            # After every batch, not only when the log runs dry: under ingest at more than a
+            # batch per gather the log never does, and a switch must still come.
+            if on_idle is not None and reached_floor() and await on_idle():
                 return stats
     finally:
         await consumer.stop()
+
+
+async def _gather(consumer: AIOKafkaConsumer, limit: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """Up to `limit` records: one fetch brings a few thousand, so keep fetching for up to
+    `GATHER_MAX_S` while more come."""
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    timeout_ms = 500
+    deadline = 0.0
+    while len(records) < limit:
+        fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=limit - len(records))
+        got = [record for batch in fetched.values() for record in batch]
+        if not got:
+            break
+        if not records:
+            deadline = time.monotonic() + GATHER_MAX_S
+        records.extend(got)
+        timeout_ms = int((deadline - time.monotonic()) * 1000)
+        if timeout_ms <= 0:
+            break
+    return records
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:

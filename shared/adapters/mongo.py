@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import AsyncMongoClient, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -368,35 +368,52 @@ class Store:
             await self.totals.bulk_write(updates, ordered=False, session=session)
         if outcome.counted or outcome.newly_voided:
             first = partitions[0]
-            await self.ledger.insert_one(
-                {
-                    "_id": f"{first.topic}:{first.partition}:{first.first_offset}",
-                    "at": datetime.now(UTC),
-                    "ids": [record.event_id for record in outcome.counted],
-                    "ev": [
-                        [
-                            record.event_id,
-                            record.unit_id,
-                            f"{record.day.year:04d}-{record.day.month:02d}-{record.day.day:02d}",
-                            {metric_key(k): v for k, v in record.increments.items()},
-                            record.subject_id,
-                        ]
-                        for record in outcome.counted
-                    ],
-                    "voided": outcome.newly_voided,
-                },
+            entry_id = f"{first.topic}:{first.partition}:{first.first_offset}"
+            counted, voided = outcome.counted, outcome.newly_voided
+            starts = range(0, max(len(counted), len(voided), 1), LEDGER_CHUNK)
+            await self.ledger.insert_many(
+                [
+                    {
+                        # The first chunk keeps the batch's own id; the rest are numbered.
+                        "_id": entry_id if number == 0 else f"{entry_id}+{number}",
+                        "at": datetime.now(UTC),
+                        "ids": [
+                            record.event_id for record in counted[start : start + LEDGER_CHUNK]
+                        ],
+                        "ev": [
+                            [
+                                record.event_id,
+                                record.unit_id,
+                                f"{record.day.year:04d}-{record.day.month:02d}-{record.day.day:02d}",
+                                {metric_key(k): v for k, v in record.increments.items()},
+                                record.subject_id,
+                            ]
+                            for record in counted[start : start + LEDGER_CHUNK]
+                        ],
+                        "voided": voided[start : start + LEDGER_CHUNK],
+                    }
+                    for number, start in enumerate(starts)
+                ],
+                ordered=True,
                 session=session,
             )
-        for state in outcome.subjects.values():
-            # ISO text in UTC, not a BSON date: BSON keeps milliseconds, and the order of two
-            # statuses within one millisecond must survive the round trip.
-            entries = [
-                [e.occurred_at.astimezone(UTC).isoformat(), e.event_id, e.status, e.unit_id]
-                for e in state.entries
-            ]
-            await self.subjects.replace_one(
-                {"_id": state.subject_id}, {"entries": entries}, upsert=True, session=session
+        # ISO text in UTC, not a BSON date: BSON keeps milliseconds, and the order of two
+        # statuses within one millisecond must survive the round trip.
+        histories = [
+            ReplaceOne(
+                {"_id": state.subject_id},
+                {
+                    "entries": [
+                        [e.occurred_at.astimezone(UTC).isoformat(), e.event_id, e.status, e.unit_id]
+                        for e in state.entries
+                    ]
+                },
+                upsert=True,
             )
+            for state in outcome.subjects.values()
+        ]
+        if histories:
+            await self.subjects.bulk_write(histories, ordered=False, session=session)
         for part in partitions:
             await self.offsets.update_one(
                 {"_id": f"{part.topic}:{part.partition}"},
@@ -743,6 +760,9 @@ class Store:
 
 
 ACCEPTED_TTL_INDEX = "at_ttl"
+# Ledger entries per document: at most 128-character ids, each entry stays far below 1 KB, so a
+# document stays far below MongoDB's 16 MB whatever the batch size.
+LEDGER_CHUNK = 5_000
 # Whole months per unit up to which `range_totals_many` reads them by `_id` (beyond, a long
 # campaign's, by unit and month range: a few queries rather than one per chunk of ids).
 _MAX_MONTHS_BY_ID = 36

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -24,10 +25,12 @@ from tests.conftest import Pipeline, at, make_event, post_many
 from tests.faults.harness import METRICS, UNITS, realistic_events, recount, stored_totals
 
 
-def admin(line: Pipeline, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+def admin(
+    line: Pipeline, *args: str, timeout_s: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shared.admin", *args],
-        env={**os.environ, **line.env},
+        env={**os.environ, **line.env, **(env or {})},
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -142,8 +145,12 @@ def test_reconcile_finds_tampering_and_rebuild_repairs_it_while_ingest_goes_on(
 
     poster = SteadyPoster(line, 22)
     time.sleep(1)
-    rebuilt = admin(line, "rebuild", "--grace-seconds", "2")
+    # Reconcile replayed the log in batches of the default size (6,000+ records: a batch's
+    # ledger entries over two documents); the rebuild takes it in many small ones.
+    rebuilt = admin(line, "rebuild", "--grace-seconds", "2", env={"REPLAY_BATCH_RECORDS": "700"})
     assert rebuilt.returncode == 0, rebuilt.stderr
+    batches = int(re.search(r"in (\d+) batches", rebuilt.stdout)[1])  # type: ignore[index]
+    assert batches >= len(first) // 700
     assert poster.running, "ingest stopped before the rebuild switched: not a live rebuild"
     second = poster.stop()
     assert second, "nothing was posted while the rebuild ran"
