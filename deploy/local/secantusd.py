@@ -1,7 +1,7 @@
 """Start the local MongoDB-protocol server (SecantusDB), with its update-path check made
-linear, faster equivalents of three per-row costs (WiredTiger key packing, the oplog diff's
-value comparison, the pruning of retryable-write records), and the transaction lifetime of the
-production stack. Run by the database's
+linear, faster equivalents of four per-row costs (WiredTiger key packing, the oplog diff's
+value comparison, the pruning of retryable-write records, the copy and diff of a document
+under `$inc`), and the transaction lifetime of the production stack. Run by the database's
 own interpreter (.local/venv-db), as a script.
 
 Before applying an operator update, SecantusDB checks that no two of its paths overlap (`a`
@@ -26,7 +26,7 @@ from typing import Any
 
 # Run by the database's own interpreter only (.local/venv-db), where SecantusDB is installed.
 import wiredtiger
-from secantus import cli, diff, ordering, transactions
+from secantus import cli, diff, ordering, storage, transactions
 from secantus import update as secantus_update
 
 # The module WiredTiger's Cursor methods (set_key, get_keys, ...) look `pack` and `unpack` up
@@ -246,6 +246,172 @@ def record_retryable_in_time_order(
     original_record_retryable(self, lsid_bytes, txn_number, identity, reply)
 
 
+# The aggregator's every write is `{$inc: {"t.<metric>": n, "d.<day>.<metric>": n, ...},
+# $setOnInsert: {...}}` on a month document. For each, SecantusDB deep-copies the whole
+# document before applying the increments through its general path machinery, then diffs the
+# whole old and new documents for the oplog: both cost in proportion to the document, which
+# fills as its month goes on (a 10M-event rebuild slowed from 3,400 to 2,700 events/s as they
+# filled; py-spy: 60 % of the database's busy time in the diff, 24 % in the copy). For an
+# update that is `$inc` of plain paths (no `$`, no empty part, not `_id`) by `int`s, applied
+# to a stored match (not an upsert's insert), over documents and `int`s only, with every sum
+# inside int32, the answer is plain: copy only the documents along the paths, add, and create
+# missing sub-documents at the end of their parent as `set_path` does; the oplog diff of such
+# an update differs from the old document only along those paths, so the original's walk, in
+# its sorted key order, is taken along them alone. Anything else (other operators, an `Int64`
+# or a `double` met, an overflow, an array on a path, a conflict) goes to the original, which
+# also raises every error. tests/unit/test_local_database_fastpaths.py compares both on random
+# documents and updates. Measured: the database's CPU time for a rebuild of 400,000 events of a
+# 10M-dense log went from 27.2 and 27.7 s to 23.6 and 22.5 s (alternating runs).
+original_apply_update = storage.apply_update
+original_compute_update_description = storage.compute_update_description
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_INC_OPERATORS = frozenset({"$inc", "$setOnInsert"})
+_last_plain_increments: tuple[Any, dict[str, int] | None] = (None, None)
+
+
+def _plain_path(path: Any) -> bool:
+    return (
+        type(path) is str
+        and "$" not in path
+        and "" not in path.split(".")
+        and path.split(".", 1)[0] != "_id"
+    )
+
+
+def _plain_increments(update: Any) -> dict[str, int] | None:
+    """The `$inc` payload of an update the fast paths can take, or None (asked twice of each
+    update, by its apply and its diff: the last answer is kept, with the update it was for)."""
+    global _last_plain_increments
+    last_update, last_answer = _last_plain_increments  # one read: other threads replace it
+    if update is last_update:
+        return last_answer
+    answer = _check_plain_increments(update)
+    _last_plain_increments = (update, answer)
+    return answer
+
+
+def _check_plain_increments(update: Any) -> dict[str, int] | None:
+    if type(update) is not dict or not update.keys() <= _INC_OPERATORS:
+        return None
+    increments = update.get("$inc")
+    if type(increments) is not dict or not increments:
+        return None
+    on_insert = update.get("$setOnInsert", {})
+    if type(on_insert) is not dict or not all(_plain_path(path) for path in on_insert):
+        return None
+    for path, delta in increments.items():
+        if not _plain_path(path) or type(delta) is not int or not _INT32_MIN <= delta <= _INT32_MAX:
+            return None
+    if secantus_update._validate_update_paths(update) is not None:
+        return None
+    return increments
+
+
+def _incremented(doc: dict[str, Any], increments: dict[str, int]) -> dict[str, Any] | None:
+    result = dict(doc)
+    owned = {id(result)}  # documents copied or created here, free to change
+    for path, delta in increments.items():
+        *parents, leaf = path.split(".")
+        node = result
+        for part in parents:
+            child = node.get(part)
+            if child is None and part not in node:
+                child = {}
+                owned.add(id(child))
+                node[part] = child
+            elif type(child) is not dict:
+                return None
+            elif id(child) not in owned:
+                child = dict(child)
+                owned.add(id(child))
+                node[part] = child
+            node = child
+        current = node.get(leaf, 0)
+        if type(current) is not int:
+            return None
+        total = current + delta
+        if not _INT32_MIN <= total <= _INT32_MAX:
+            return None
+        node[leaf] = total
+    return result
+
+
+def apply_update(doc: dict[str, Any], update: Any, **options: Any) -> dict[str, Any]:
+    if not options.get("is_upsert") and not options.get("array_filters"):
+        increments = _plain_increments(update)
+        if increments is not None and type(doc) is dict:
+            result = _incremented(doc, increments)
+            if result is not None:
+                return result
+    return original_apply_update(doc, update, **options)  # type: ignore[no-any-return]
+
+
+def compute_update_description(
+    pre: Mapping[str, Any], post: Mapping[str, Any], update: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    increments = _plain_increments(update)
+    if increments is None:
+        return original_compute_update_description(pre, post, update)  # type: ignore[no-any-return]
+    # The paths as a tree of their parts; `$setOnInsert`'s too, though a stored match never
+    # applies it: the walk then covers every path the update could have written.
+    paths: dict[str, Any] = {}
+    for path in [*increments, *update.get("$setOnInsert", {})]:  # type: ignore[union-attr]
+        node = paths
+        for part in path.split("."):
+            node = node.setdefault(part, {})
+    updated: dict[str, Any] = {}
+    removed: list[str] = []
+    truncated: list[dict[str, Any]] = []
+    disambiguated: dict[str, list[Any]] = {}
+    elementwise = diff._elementwise_array_paths(update)
+    push_targets = diff._push_targets(update)
+
+    def walk(
+        pre: Mapping[str, Any],
+        post: Mapping[str, Any],
+        path: str,
+        segments: list[Any],
+        tree: dict[str, Any],
+    ) -> None:
+        # diff._walk's loop over a document's keys, over the keys on the paths only.
+        for key in sorted(tree):
+            child_path = f"{path}.{key}" if path else key
+            child_segments = [*segments, key]
+            if key not in post:
+                if key in pre:
+                    removed.append(child_path)
+                    diff._record_ambiguous(child_path, child_segments, disambiguated)
+            elif key not in pre:
+                updated[child_path] = post[key]
+                diff._record_ambiguous(child_path, child_segments, disambiguated)
+            elif tree[key] and isinstance(pre[key], Mapping) and isinstance(post[key], Mapping):
+                walk(pre[key], post[key], child_path, child_segments, tree[key])
+            else:
+                diff._walk(
+                    pre[key],
+                    post[key],
+                    child_path,
+                    updated,
+                    removed,
+                    truncated,
+                    disambiguated,
+                    child_segments,
+                    elementwise,
+                    push_targets,
+                )
+
+    walk(dict(pre), dict(post), "", [], paths)
+    diff._report_whole_values(update, post, updated, removed, truncated, disambiguated)
+    out: dict[str, Any] = {
+        "updatedFields": updated,
+        "removedFields": removed,
+        "truncatedArrays": truncated,
+    }
+    if disambiguated:
+        out["disambiguatedPaths"] = disambiguated
+    return out
+
+
 # How long a transaction whose client vanished (kill -9 of an aggregator mid-batch) keeps its
 # documents locked before the server aborts it. Every write of the next aggregator to those
 # documents conflicts until then: with mongod's and SecantusDB's default of 60 s, one kill -9
@@ -268,6 +434,9 @@ def apply_patches() -> None:
     registry = transactions.TransactionRegistry
     registry._prune_retryable_locked = prune_retryable_from_the_front
     registry.record_retryable = record_retryable_in_time_order
+    # The storage layer's names for them (it imported both from their modules).
+    storage.apply_update = apply_update
+    storage.compute_update_description = compute_update_description
 
 
 def main() -> int:

@@ -327,3 +327,126 @@ def test_retryable_records_are_pruned_as_secantusdb_prunes_them() -> None:
     # Replies were found and replayed; the records were often held at the cap (the oldest
     # dropped) and often below it (the stale ones dropped).
     assert replayed > 500 and at_cap > 1000 and below_cap > 1000
+
+
+COMPARE_INCREMENTS = textwrap.dedent(
+    """
+    import copy, random, sys
+    sys.path.insert(0, sys.argv[1])
+    import bson
+    from bson import Decimal128, Int64
+    import secantusd
+    from secantusd import (
+        apply_update, compute_update_description, original_apply_update,
+        original_compute_update_description,
+    )
+
+    rng = random.Random(23)
+    METRICS = ["cccd:issued", "eid:activated", "payment:vnd", "1", "01", "a.b"[:1]]
+    DAYS = ["01", "02", "05", "10", "17", "28", "31", "1", "x"]
+
+    def leaf():
+        pick = rng.random()
+        if pick < 0.8:
+            return rng.choice([0, 1, 7, 123456, -5, 2**31 - 1, -2**31, 2**31 - 3])
+        return rng.choice([Int64(4), 2.5, -0.0, float("nan"), True, None, "7", [1, 2], {"q": 1},
+                           Decimal128("1.5"), 2**40])
+
+    def month_document():
+        doc = {"_id": "u|2025-03", "u": "dong-xoai", "y": 2025, "m": "2025-03",
+               "t": {m: leaf() for m in rng.sample(METRICS, rng.randint(0, len(METRICS)))},
+               "d": {day: {m: leaf() for m in rng.sample(METRICS, rng.randint(1, 3))}
+                     for day in rng.sample(DAYS, rng.randint(0, len(DAYS)))}}
+        if rng.random() < 0.3:
+            doc["arr"] = [{"n": 1}, 2]
+        if rng.random() < 0.3:
+            doc["d"]["05"] = rng.choice([3, [1], None, {"z": {"y": 1}}])
+        keys = list(doc)
+        if rng.random() < 0.3:  # stored field order is not always the insertion order
+            rng.shuffle(keys)
+        return {k: doc[k] for k in keys}
+
+    def path():
+        pick = rng.random()
+        if pick < 0.45:
+            return f"t.{rng.choice(METRICS)}"
+        if pick < 0.85:
+            return f"d.{rng.choice(DAYS)}.{rng.choice(METRICS)}"
+        return rng.choice([
+            "new.deep.er", "d.05.z.y", "u.x", "arr.0.n", "arr.x", "arr", "t", "d", "_id",
+            "_id.x", "t.$", "t..x", "", "d.$[].x", "y", "m", "d.05", "t.a", "n",
+        ])
+
+    def delta():
+        if rng.random() < 0.85:
+            return rng.choice([1, 2, 500, -1, 0, 2**31 - 1, -2**31, 7])
+        return rng.choice([True, 1.5, Int64(3), Decimal128("2"), 2**31, -2**31 - 1, 2**63,
+                           None, "1"])
+
+    def update():
+        increments = {}
+        for _ in range(rng.randint(1, 12)):
+            increments[path()] = delta()
+        spec = {"$inc": increments}
+        pick = rng.random()
+        if pick < 0.5:
+            spec["$setOnInsert"] = {"u": "dong-xoai", "y": 2025, "m": "2025-03"}
+        elif pick < 0.55:
+            spec["$setOnInsert"] = rng.choice([{"t.cccd:issued": 1}, 5, {"$x": 1}])
+        elif pick < 0.6:
+            spec["$set"] = {"m": "x"}
+        elif pick < 0.62:
+            spec = {"$inc": rng.choice([{}, 5, [("t.x", 1)]])}
+        return spec
+
+    def outcome(function, *args, **options):
+        try:
+            return ("ok", bson.encode({"": function(*args, **options)}))
+        except Exception as error:
+            return ("error", type(error).__name__, str(error), getattr(error, "code", None))
+
+    fast_applied = fast_described = errors = other = 0
+    for case in range(30000):
+        doc, spec = month_document(), update()
+        options = {}
+        if rng.random() < 0.05:
+            options["is_upsert"] = True
+        if rng.random() < 0.03:
+            options["array_filters"] = [{"e.n": 1}]
+        stored = bson.encode(doc)
+        expected = outcome(original_apply_update, copy.deepcopy(doc), spec, **options)
+        got = outcome(apply_update, doc, spec, **options)
+        assert got == expected, (case, doc, spec, options, expected, got)
+        assert bson.encode(doc) == stored, (case, "the stored document was changed")
+        if expected[0] != "ok":
+            errors += 1
+            continue
+        increments = secantusd._plain_increments(spec)
+        if increments is not None and not options and secantusd._incremented(
+            copy.deepcopy(doc), increments
+        ) is not None:
+            fast_applied += 1
+        post = bson.decode(expected[1])[""]
+        before = bson.encode({"": original_compute_update_description(doc, post, spec)})
+        after = bson.encode({"": compute_update_description(doc, post, spec)})
+        assert after == before, (case, doc, spec, before, after)
+        if increments is not None:
+            fast_described += 1
+        else:
+            other += 1
+    secantusd.apply_patches()
+    from secantus import storage
+    assert storage.apply_update is apply_update
+    assert storage.compute_update_description is compute_update_description
+    print(fast_applied, fast_described, errors, other)
+    """
+)
+
+
+def test_fast_increments_answer_as_secantus_does() -> None:
+    fast_applied, fast_described, errors, other = counts_printed_by(
+        COMPARE_INCREMENTS, timeout_s=300
+    )
+    # The fast paths took many updates, and many went to the original: errors raised by it,
+    # and updates outside what the fast paths take.
+    assert fast_applied > 3000 and fast_described > 5000 and errors > 3000 and other > 1000
