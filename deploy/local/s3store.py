@@ -94,17 +94,14 @@ def list_entries_under_the_prefix(
     line. A prefix with no folder, an odd part, or a link on the way goes to the original."""
     folder = prefix.rpartition("/")[0]
     parts = folder.split("/")
-    if not folder or any(part in ("", ".", "..") for part in parts):
+    plain = bool(folder) and all(part not in ("", ".", "..") for part in parts)
+    # The original's walk does not follow links.
+    if not plain or any(
+        (bucket_dir / "/".join(parts[: n + 1])).is_symlink() for n in range(len(parts))
+    ):
         return original_list_entries(  # type: ignore[no-any-return]
             handler, bucket_dir, prefix, delimiter, marker, marker_is_prefix, max_keys
         )
-    step = bucket_dir
-    for part in parts:
-        step = step / part
-        if step.is_symlink():  # the original's walk does not follow links
-            return original_list_entries(  # type: ignore[no-any-return]
-                handler, bucket_dir, prefix, delimiter, marker, marker_is_prefix, max_keys
-            )
     keys = []
     for directory, _, files in os.walk(bucket_dir / folder):
         for name in files:
