@@ -86,7 +86,13 @@ def _partial_scale(sc: dict[str, Any]) -> list[str]:
             "",
         ]
     partial = sc.get("large_partial")
-    if partial:
+    if partial and not partial["samples"]:
+        lines += [
+            f"Rebuild of {partial['events']:,} events, stopped after {partial['seconds']:,.0f} s "
+            f"({partial['reason']}).",
+            "",
+        ]
+    elif partial:
         lines += [
             f"Rebuild of {partial['events']:,} events, stopped after {partial['seconds']:,.0f} s "
             f"({partial['reason']}). Records applied as it went (seconds from its start: "
@@ -268,8 +274,9 @@ def write_report(path: Path, results: dict[str, dict[str, Any]]) -> None:
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (full sizes, under 30 minutes) or `make bench QUICK=1` (scaled "
-        "down, under 5); the raw figures are in `bench/results-full.json` and "
+        "Written by `make bench` (full sizes: about 40 minutes here, against a goal of 30, "
+        "see *Sizes*) or `make bench QUICK=1` (scaled down, under 5); the raw figures are in "
+        "`bench/results-full.json` and "
         "`bench/results-quick.json`. Every ratio is against a baseline measured in the same "
         "run on the same machine. How the harness works and what bounds each figure: after "
         "the figures.",
