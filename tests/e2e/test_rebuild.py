@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 from pymongo import MongoClient
 
-from deploy.local.stack import REPO
-from tests.conftest import Pipeline, at, make_event, post_many
+from deploy.local.stack import REPO, LocalStack
+from tests.conftest import Pipeline, at, make_event, post_many, running_pipeline
 from tests.faults.harness import METRICS, UNITS, realistic_events, recount, stored_totals
 
 
@@ -178,34 +178,39 @@ def test_reconcile_finds_tampering_and_rebuild_repairs_it_while_ingest_goes_on(
 
 
 def test_rebuild_through_log_end_counts_the_whole_log_with_the_aggregator_stopped(
-    own_pipeline: Pipeline,
+    infra: LocalStack,
 ) -> None:
     """With no aggregator the served totals reflect nothing, so a plain rebuild may switch
     after its first batch; `--through-log-end` must first replay everything the log held when
     it started. (The local broker's ListOffsets answers with offsets far behind the end: a
-    rebuild that trusted it switched early.)"""
-    line = own_pipeline
-    line.stop("aggregator")
-    events = realistic_events(3_000, 31, span_days=30)
-    asyncio.run(post_many(line, events))
+    rebuild that trusted it switched early.) A pipeline of its own: the log must hold only
+    these events."""
+    with running_pipeline(infra) as line:
+        line.stop("aggregator")
+        events = realistic_events(3_000, 31, span_days=30)
+        asyncio.run(post_many(line, events))
 
-    rebuilt = admin(
-        line,
-        "rebuild",
-        "--grace-seconds",
-        "0",
-        "--through-log-end",
-        env={"REPLAY_BATCH_RECORDS": "500"},
-    )
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    assert f"rebuilt {len(events)} records in " in rebuilt.stdout
+        rebuilt = admin(
+            line,
+            "rebuild",
+            "--grace-seconds",
+            "0",
+            "--through-log-end",
+            env={"REPLAY_BATCH_RECORDS": "500"},
+        )
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert f"rebuilt {len(events)} records in " in rebuilt.stdout
 
-    expected = recount(events)
-    deadline = time.monotonic() + 15
-    while True:  # the API follows the new generation within a second
-        stored = stored_totals(line.url("api", ""), line.admin_token)
-        wrong = {k: (v, expected.get(k, 0)) for k, v in stored.items() if v != expected.get(k, 0)}
-        if not wrong or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert wrong == {}
+        expected = recount(events)
+        deadline = time.monotonic() + 15
+        while True:  # the API follows the new generation within a second
+            stored = stored_totals(line.url("api", ""), line.admin_token)
+            wrong = {
+                key: (value, expected.get(key, 0))
+                for key, value in stored.items()
+                if value != expected.get(key, 0)
+            }
+            if not wrong or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert wrong == {}
