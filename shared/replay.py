@@ -113,9 +113,10 @@ async def replay(
         for tp in assigned:
             consumer.seek(tp, start[tp.partition])
         position = dict(start)
-        # The log's end as the first fetch of each partition reports it (the high watermark),
-        # not as `end_offsets` (ListOffsets) does: the local broker answers that with offsets
-        # far behind the end (measured: 1 and 8,001 for partitions of 25,000 records).
+        # The log's end as fetch responses report it (each partition's high watermark, taken
+        # the first time it is known, so at or past the end at the start), not as `end_offsets`
+        # (ListOffsets) does: the local broker answers that with offsets far behind the end
+        # (measured: 1 and 8,001 for partitions of 25,000 records).
         floor: dict[int, int] = {}
 
         def reached_floor() -> bool:

@@ -4,9 +4,10 @@ Layout, chosen so a batch of many events touches few documents (INFRA: upserts c
 document touched, not per event folded into them):
 - `totals`: one document per (unit, local month) holding the month's totals (`t`) and each
   day's (`d.<DD>`). A year or all-time total is the sum of a few month documents.
-- `ledger`: one document per applied batch and partition, with the ids it counted (multikey
-  index) and what each contributed, so duplicates and voids are found with one query per batch
-  and remembered with one insert per batch, not one write per event.
+- `ledger`: one document per applied batch (one per `LEDGER_CHUNK` ids in a replay's large
+  batches), with the ids it counted (multikey index) and what each contributed, so duplicates
+  and voids are found with one query per batch and remembered with one insert per batch, not
+  one write per event.
 - `offsets`: per topic partition, the next offset to apply, written in the same transaction
   as the totals: a redelivered record is recognised by its offset and never counted twice.
 """
