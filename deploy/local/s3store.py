@@ -32,49 +32,6 @@ _WRITE_LOCK = threading.Lock()
 _TRACE = os.environ.get("LOCAL_S3_TRACE")
 
 
-class ConditionalS3Handler(localbucket.S3Handler):  # type: ignore[misc]  # untyped
-    disable_nagle_algorithm = True  # else every S3 read stalls ~40 ms
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _write_object(self, bucket: str, key: str, write: Callable[[IO[bytes]], str]) -> str:
-        if_match = self.headers.get("If-Match")
-        if_none_match = self.headers.get("If-None-Match")
-        if _TRACE:
-            print(f"PUT {key} If-Match={if_match} If-None-Match={if_none_match}", flush=True)
-        if if_match is None and if_none_match is None:
-            return super()._write_object(bucket, key, write)  # type: ignore[no-any-return]
-        with _WRITE_LOCK:
-            target = self._object_path(bucket, key)
-            current = localbucket.object_etag(target) if target.is_file() else None
-            if if_match is not None and (
-                current is None or not localbucket.etag_matches(if_match, current)
-            ):
-                raise self._precondition_failed_error()
-            if (
-                if_none_match is not None
-                and if_none_match.strip() != "*"
-                and current is not None
-                and localbucket.etag_matches(if_none_match, current)
-            ):
-                raise self._precondition_failed_error()
-            return super()._write_object(bucket, key, write)  # type: ignore[no-any-return]
-
-    def _list_entries(
-        self,
-        bucket_dir: Path,
-        prefix: str,
-        delimiter: str,
-        marker: str,
-        marker_is_prefix: bool,
-        max_keys: int,
-    ) -> tuple[list[tuple[str, Path]], list[str], bool, str]:
-        return list_entries_under_the_prefix(
-            self, bucket_dir, prefix, delimiter, marker, marker_is_prefix, max_keys
-        )
-
-
 original_list_entries = localbucket.S3Handler._list_entries
 Listing = tuple[list[tuple[str, Path]], list[str], bool, str]
 
@@ -138,6 +95,39 @@ def list_entries_under_the_prefix(
             contents.append((key, path))
             last_entry = "K:" + key
     return contents, common_prefixes, truncated, last_entry
+
+
+class ConditionalS3Handler(localbucket.S3Handler):  # type: ignore[misc]  # untyped
+    disable_nagle_algorithm = True  # else every S3 read stalls ~40 ms
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _write_object(self, bucket: str, key: str, write: Callable[[IO[bytes]], str]) -> str:
+        if_match = self.headers.get("If-Match")
+        if_none_match = self.headers.get("If-None-Match")
+        if _TRACE:
+            print(f"PUT {key} If-Match={if_match} If-None-Match={if_none_match}", flush=True)
+        if if_match is None and if_none_match is None:
+            return super()._write_object(bucket, key, write)  # type: ignore[no-any-return]
+        with _WRITE_LOCK:
+            target = self._object_path(bucket, key)
+            current = localbucket.object_etag(target) if target.is_file() else None
+            if if_match is not None and (
+                current is None or not localbucket.etag_matches(if_match, current)
+            ):
+                raise self._precondition_failed_error()
+            if (
+                if_none_match is not None
+                and if_none_match.strip() != "*"
+                and current is not None
+                and localbucket.etag_matches(if_none_match, current)
+            ):
+                raise self._precondition_failed_error()
+            return super()._write_object(bucket, key, write)  # type: ignore[no-any-return]
+
+    # The handler is the listing's first argument, as `self`.
+    _list_entries = list_entries_under_the_prefix
 
 
 def main() -> int:
