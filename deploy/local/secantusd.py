@@ -1,8 +1,8 @@
 """Start the local MongoDB-protocol server (SecantusDB), with its update-path check made
-linear, faster equivalents of four per-row costs (WiredTiger key packing, the oplog diff's
-value comparison, the pruning of retryable-write records, the copy and diff of a document
-under `$inc`), and the transaction lifetime of the production stack. Run by the database's
-own interpreter (.local/venv-db), as a script.
+linear, faster equivalents of five per-row costs (WiredTiger key packing, the oplog diff's
+value comparison, the pruning of retryable-write records and of the oplog, the copy and diff
+of a document under `$inc`), and mongod's cache size and the transaction lifetime of the
+production stack. Run by the database's own interpreter (.local/venv-db), as a script.
 
 Before applying an operator update, SecantusDB checks that no two of its paths overlap (`a`
 and `a.b`), as mongod does, but by comparing every path with every earlier one. The
@@ -11,7 +11,7 @@ comparisons per document, and with py-spy this check was the aggregator's larges
 mongod does the same check on a sorted set of paths. This replacement returns exactly what
 the original returns (the same conflict, found first in the same order; tested in
 tests/unit/test_local_database.py), by looking each path's prefixes up in dicts instead.
-The two fast paths below (each explained where it is defined) take only the inputs whose answer
+The fast paths below (each explained where it is defined) take only the inputs whose answer
 is plain and hand everything else to the original; tests/unit/test_local_database_fastpaths.py
 compares them with the originals on random inputs. Nothing here changes what is stored or
 answered; it only makes the stand-in behave more like mongod.
@@ -19,9 +19,11 @@ answered; it only makes the stand-in behave more like mongod.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 # Run by the database's own interpreter only (.local/venv-db), where SecantusDB is installed.
@@ -412,6 +414,115 @@ def compute_update_description(
     return out
 
 
+# Past 100,000 oplog entries SecantusDB prunes the oldest on every 1,000th emit. Each prune
+# opens a cursor on each of the 17 oplog tables and steps from its first key, over every entry
+# deleted before that WiredTiger still keeps, then decodes every entry it dooms to read its
+# time, though most are doomed by the entry cap alone. In a 10M-event rebuild 38 % of the
+# database's busy samples were in those first steps (py-spy, bench/analysis.md). Here the walk
+# starts at a floor below which no entry exists or can appear, and an entry is decoded only
+# once the cap no longer dooms it; the entries doomed, the archive and the deletes are the
+# original's. The floor is the first entry kept by the last prune, or, if lower, the first
+# sequence number of a write still in flight when that prune began (its entries commit later,
+# below the kept one), or else the next to be minted. `import_oplog_segment` writes entries at
+# any sequence number, so the floor falls back to 0 (the original's walk) after it.
+# tests/unit/test_local_database_fastpaths.py compares both on random histories.
+def prune_oplog_from_the_floor(self: storage.Storage, *, now: float | None = None) -> int:
+    when = now if now is not None else self._time()
+    cutoff_secs = int(when - self.oplog_retention_seconds)
+    live = self._oplog_live_count
+    surplus = live - self.oplog_max_entries
+    with self._oplog_seq_lock:
+        in_flight_floor = min(self._oplog_in_flight, default=self._next_seq)
+    start = getattr(self, "_oplog_prune_floor", 0)
+    doomed: list[tuple[int, str]] = []
+    kept: int | None = None
+    scan_session = self._conn.open_session()
+    try:
+        for seq, value, table in _oplog_from(scan_session, start):
+            if len(doomed) >= surplus:
+                blob = bytes(value())
+                entry = storage.bson.decode(blob) if blob else {}
+                ts = entry.get("ts")
+                if not (isinstance(ts, storage.Timestamp) and ts.time < cutoff_secs):
+                    kept = seq
+                    break
+            doomed.append((seq, table))
+    finally:
+        with contextlib.suppress(Exception):
+            scan_session.close()
+    self._oplog_prune_floor = in_flight_floor if kept is None else min(kept, in_flight_floor)
+    if not doomed:
+        return 0
+    self._oplog_live_count = live - len(doomed)
+    if self.oplog_archive_dir is not None:
+        self._archive_doomed_oplog(sorted(seq for seq, _ in doomed))
+    pre_del = self._cursor(storage._PREIMAGE_TABLE)
+    for seq, table in doomed:
+        cur = self._cursor(table)
+        cur.set_key(seq)
+        with contextlib.suppress(wiredtiger.WiredTigerError):
+            cur.remove()
+        cur.reset()
+        pre_del.set_key(seq)
+        with contextlib.suppress(wiredtiger.WiredTigerError):
+            pre_del.remove()
+        pre_del.reset()
+    return len(doomed)
+
+
+def _oplog_from(session: Any, start: int) -> Iterator[tuple[int, Callable[[], Any], str]]:
+    """The oplog's entries from sequence number `start` on, in order, as the original's merge of
+    its tables yields them, with each value read only if asked for."""
+    cursors: list[Any] = []
+    heads: list[int | None] = []
+    try:
+        for table in storage._OPLOG_ALL_TABLES:
+            try:
+                cursor = session.open_cursor(table, None)
+            except Exception as exc:
+                if storage._is_missing_table(exc):
+                    cursors.append(None)
+                    heads.append(None)
+                    continue
+                raise
+            cursors.append(cursor)
+            cursor.set_key(start)
+            found = cursor.search_near()
+            if found == wiredtiger.WT_NOTFOUND:
+                heads.append(None)
+            elif found < 0:
+                heads.append(int(cursor.get_key()) if cursor.next() == 0 else None)
+            else:
+                heads.append(int(cursor.get_key()))
+        while True:
+            best, seq = -1, 0
+            for i, head in enumerate(heads):
+                if head is not None and (best < 0 or head < seq):
+                    best, seq = i, head
+            if best < 0:
+                return
+            cursor = cursors[best]
+            yield seq, cursor.get_value, storage._OPLOG_ALL_TABLES[best]
+            heads[best] = int(cursor.get_key()) if cursor.next() == 0 else None
+    finally:
+        for cursor in cursors:
+            with contextlib.suppress(Exception):
+                cursor.close()
+
+
+original_import_oplog_segment = storage.Storage.import_oplog_segment
+
+
+def import_oplog_segment_then_walk_from_the_start(
+    self: storage.Storage, *args: Any, **kwargs: Any
+) -> int:
+    with self._lock:
+        try:
+            return int(original_import_oplog_segment(self, *args, **kwargs))
+        finally:
+            self._oplog_prune_floor = 0
+
+
 # How long a transaction whose client vanished (kill -9 of an aggregator mid-batch) keeps its
 # documents locked before the server aborts it. Every write of the next aggregator to those
 # documents conflicts until then: with mongod's and SecantusDB's default of 60 s, one kill -9
@@ -437,10 +548,24 @@ def apply_patches() -> None:
     # The storage layer's names for them (it imported both from their modules).
     storage.apply_update = apply_update
     storage.compute_update_description = compute_update_description
+    storage.Storage._prune_oplog_locked = prune_oplog_from_the_floor
+    storage.Storage.import_oplog_segment = import_oplog_segment_then_walk_from_the_start
+
+
+def mongod_cache_size() -> str:
+    """mongod's default WiredTiger cache: half of (memory - 1 GB), at least 256 MB.
+    SecantusDB's default is 1 GB whatever the machine. A 10M-event rebuild's documents and
+    indexes outgrow that, and once the cache is full every call into WiredTiger may be drafted
+    into evicting pages: commits and the TTL sweep stalled for seconds inside single cursor
+    steps (py-spy, bench/analysis.md). The cache only takes memory as data arrives."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(256, (memory // 2**20 - 1024) // 2)}M"
 
 
 def main() -> int:
     apply_patches()
+    if not any(arg.startswith("--cache-size") for arg in sys.argv[1:]):
+        sys.argv += ["--cache-size", mongod_cache_size()]
     cli.SecantusDBServer = functools.partial(
         cli.SecantusDBServer, transaction_lifetime_seconds=TRANSACTION_LIFETIME_S
     )
