@@ -1,7 +1,8 @@
 """The local broker must be as safe as Apache Kafka where our totals depend on it: records
 acknowledged to several producers writing the same partitions at once are all in the log,
 each at its own offset. (With localbucket's own handler, tansu's compare-and-swap of a
-partition's watermark was not atomic and acknowledged records vanished: deploy/local/s3store.)
+partition's watermark was not atomic, and a GET could pair the old watermark with the new
+ETag; either way acknowledged records vanished: deploy/local/s3store.)
 """
 
 from __future__ import annotations
@@ -9,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from deploy.local.stack import LocalStack
+
+PARTITIONS = 4
+# Far beyond a loaded machine's read of 12,000 records; only a broker that never serves the
+# end fails it.
+READ_DEADLINE_S = 60.0
 
 
 async def _produce(bootstrap: str, topic: str, name: str, count: int, acked: set[str]) -> None:
@@ -34,18 +40,42 @@ async def _produce(bootstrap: str, topic: str, name: str, count: int, acked: set
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[tuple[int, int, str]]:
+    """Every record of the topic, read to the end of each partition's log.
+
+    Called after production has finished, so the high watermark a fetch response carries is
+    the log's end, whichever fetch it came with. A quiet spell is no end: a reader that stops
+    after some empty fetches would report records it has not read yet as lost, and nothing
+    bounds how long a loaded machine keeps fetches empty. tansu's ListOffsets answers offsets
+    far behind the end, so `end_offsets()` cannot say where the end is either.
+    """
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     found: list[tuple[int, int, str]] = []
     try:
-        idle = 0
-        while idle < 4:
+        unread = {TopicPartition(topic, partition) for partition in range(PARTITIONS)}
+        consumer.assign(list(unread))
+        deadline = asyncio.get_running_loop().time() + READ_DEADLINE_S
+        while unread:
+            if asyncio.get_running_loop().time() > deadline:
+                ends = {
+                    tp.partition: (await consumer.position(tp), consumer.highwater(tp))
+                    for tp in sorted(unread)
+                }
+                raise AssertionError(
+                    f"log not read to its end in {READ_DEADLINE_S} s: "
+                    f"partition: (position, high watermark) {ends}"
+                )
             batch = await consumer.getmany(timeout_ms=500)
-            idle = 0 if any(batch.values()) else idle + 1
             for tp, records in batch.items():
                 found.extend((tp.partition, r.offset, (r.value or b"").decode()) for r in records)
+            for tp in list(unread):
+                end = consumer.highwater(tp)  # None until a fetch of the partition has answered
+                # The position, not the last offset read + 1: it also steps over batches with
+                # no records for us (control batches), which the high watermark counts.
+                if end is not None and await consumer.position(tp) >= end:
+                    unread.discard(tp)
     finally:
         await consumer.stop()
     return found
@@ -58,7 +88,7 @@ def test_concurrent_producers_lose_nothing_acknowledged(infra: LocalStack) -> No
         admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(topic, 4, 1)])
+            await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
         finally:
             await admin.close()
         acked: set[str] = set()
