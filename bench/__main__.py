@@ -237,9 +237,9 @@ async def scale(
             "prefill_rate": prefill_rate,
             "bytes": await measure.stored_bytes(client, d.db),
         }
-        await client.drop_database(d.db)
         figures.pop(f"{label}_partial", None)  # how far a stopped run had got: superseded
-        keep(figures)
+        keep(figures)  # before the drop: a figure measured is not lost to a failure after it
+        await client.drop_database(d.db)
         log(f"rebuild {count:,}: {seconds:.1f} s ({count / seconds:,.0f} events/s)")
     return figures
 

@@ -1,7 +1,7 @@
 """Start the local MongoDB-protocol server (SecantusDB), with its update-path check made
 linear, faster equivalents of five per-row costs (WiredTiger key packing, the oplog diff's
 value comparison, the pruning of retryable-write records and of the oplog, the copy and diff
-of a document under `$inc`), and mongod's cache size and the transaction lifetime of the
+of a document under `$inc`), a cache sized to the machine, and the transaction lifetime of the
 production stack. Run by the database's own interpreter (.local/venv-db), as a script.
 
 Before applying an operator update, SecantusDB checks that no two of its paths overlap (`a`
@@ -552,20 +552,24 @@ def apply_patches() -> None:
     storage.Storage.import_oplog_segment = import_oplog_segment_then_walk_from_the_start
 
 
-def mongod_cache_size() -> str:
-    """mongod's default WiredTiger cache: half of (memory - 1 GB), at least 256 MB.
-    SecantusDB's default is 1 GB whatever the machine. A 10M-event rebuild's documents and
-    indexes outgrow that, and once the cache is full every call into WiredTiger may be drafted
-    into evicting pages: commits and the TTL sweep stalled for seconds inside single cursor
-    steps (py-spy, bench/analysis.md). The cache only takes memory as data arrives."""
+def cache_size() -> str:
+    """A quarter of the memory (at least 256 MB) for WiredTiger's cache. SecantusDB's default
+    is 1 GB whatever the machine: a 10M-event rebuild's documents and indexes outgrew it, and
+    once it was full every call into WiredTiger could be drafted into evicting pages (commits
+    and the TTL sweep stalled for seconds inside single cursor steps; bench/analysis.md).
+    mongod takes half of (memory - 1 GB), for data on disk; here the tests' and the
+    benchmark's data live in memory-backed /dev/shm, so the data takes memory too: with
+    mongod's share the benchmark's database was killed for want of memory (11.7 GB resident,
+    with the broker's 10M-event log and its own files in /dev/shm). The cache only takes
+    memory as data arrives."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return f"{max(256, (memory // 2**20 - 1024) // 2)}M"
+    return f"{max(256, memory // 2**20 // 4)}M"
 
 
 def main() -> int:
     apply_patches()
     if not any(arg.startswith("--cache-size") for arg in sys.argv[1:]):
-        sys.argv += ["--cache-size", mongod_cache_size()]
+        sys.argv += ["--cache-size", cache_size()]
     cli.SecantusDBServer = functools.partial(
         cli.SecantusDBServer, transaction_lifetime_seconds=TRANSACTION_LIFETIME_S
     )

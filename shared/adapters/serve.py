@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -23,10 +24,35 @@ def _exit_after_drain(signum: int, _: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def frozen_after_startup(app: Any) -> Any:
+    """`app`, with what its startup made left out of later garbage collections. Python's full
+    collections walk every object that has survived the younger ones: modules, the app and
+    its routes, the models' validators, the catalog. In ingest they took 27–56 ms each, every
+    few seconds under load, and stalled every request in flight: with eight clients posting
+    single events, p99 was 44–54 ms, and 28 ms with those objects frozen (they live as long
+    as the process anyway; what requests make is collected as before). Done here, in the
+    process's entry point, not in the app: tests start many apps in one process."""
+
+    async def frozen_after_startup(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def send_then_freeze(message: Any) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                gc.collect()
+                gc.freeze()
+            await send(message)
+
+        await app(scope, receive, send_then_freeze)
+
+    return frozen_after_startup
+
+
 def serve(app: Any, port: int) -> None:
     signal.signal(signal.SIGTERM, _exit_after_drain)
     uvicorn.run(
-        app,
+        frozen_after_startup(app),
         # 127.0.0.1 by default (the contract's `make run`); containers set BIND_HOST=0.0.0.0.
         host=os.environ.get("BIND_HOST", "127.0.0.1"),
         port=port,
