@@ -239,7 +239,11 @@ async def scale(
         }
         figures.pop(f"{label}_partial", None)  # how far a stopped run had got: superseded
         keep(figures)  # before the drop: a figure measured is not lost to a failure after it
-        await client.drop_database(d.db)
+        # Not the large one: the run's last phase, whose data goes with the stack. Dropping
+        # the 10M database took SecantusDB past 10 GB resident: killed for want of memory,
+        # twice (bench/analysis.md).
+        if label == "small":
+            await client.drop_database(d.db)
         log(f"rebuild {count:,}: {seconds:.1f} s ({count / seconds:,.0f} events/s)")
     return figures
 

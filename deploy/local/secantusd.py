@@ -558,10 +558,8 @@ def cache_size() -> str:
     once it was full every call into WiredTiger could be drafted into evicting pages (commits
     and the TTL sweep stalled for seconds inside single cursor steps; bench/analysis.md).
     mongod takes half of (memory - 1 GB), for data on disk; here the tests' and the
-    benchmark's data live in memory-backed /dev/shm, so the data takes memory too: with
-    mongod's share the benchmark's database was killed for want of memory (11.7 GB resident,
-    with the broker's 10M-event log and its own files in /dev/shm). The cache only takes
-    memory as data arrives."""
+    benchmark's data live in memory-backed /dev/shm, so the data takes memory too, beside the
+    cache: a quarter leaves room for it. The cache only takes memory as data arrives."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return f"{max(256, memory // 2**20 // 4)}M"
 
