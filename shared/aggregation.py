@@ -6,6 +6,7 @@ be counted to the dead-letter topic, so a poison record never stops the pipeline
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import OrderedDict
@@ -81,6 +82,20 @@ def decode(record: LogRecord) -> Event | DeadLetter:
     return event
 
 
+Decoded = dict[int, Event | DeadLetter]  # by id() of the record
+
+
+async def decode_yielding(records: Sequence[LogRecord], every: int = 250) -> Decoded:
+    """`decode` of every record, letting other tasks run every `every` records: a replay
+    decodes its next batch while the database works on the current one."""
+    decoded: Decoded = {}
+    for start in range(0, len(records), every):
+        for record in records[start : start + every]:
+            decoded[id(record)] = decode(record)
+        await asyncio.sleep(0)
+    return decoded
+
+
 def countable(record: LogRecord, decoded: Event | DeadLetter, tree: UnitTree) -> Event | DeadLetter:
     """A decoded event is countable if the tree knows its unit."""
     if isinstance(decoded, Event) and decoded.unit_id not in tree:
@@ -113,16 +128,22 @@ class BatchApplier:
         # between the send and the commit can repeat a letter (coordinates make it visible).
         self._lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
-    async def apply(self, records: Sequence[LogRecord]) -> BatchReport:
+    async def apply(
+        self, records: Sequence[LogRecord], decoded: Decoded | None = None
+    ) -> BatchReport:
+        """Count `records` in one transaction; `decoded`: what `decode` makes of them, if the
+        caller has it already."""
         if not records:
             return BatchReport()
         # Decoded once, outside the transaction, which may run more than once.
-        decoded = {id(record): decode(record) for record in records}
+        by_record = (
+            decoded if decoded is not None else {id(record): decode(record) for record in records}
+        )
         tree = await self._catalog.covering(
-            {d.unit_id for d in decoded.values() if isinstance(d, Event)}
+            {d.unit_id for d in by_record.values() if isinstance(d, Event)}
         )
         report = BatchReport(records=len(records))
-        for item in decoded.values():
+        for item in by_record.values():
             kind = item.type.value if isinstance(item, Event) else "invalid"
             report.by_type[kind] = report.by_type.get(kind, 0) + 1
             if isinstance(item, Event) and (
@@ -153,7 +174,7 @@ class BatchApplier:
             events: list[Event] = []
             letters: list[DeadLetter] = []
             for record in fresh:
-                outcome = countable(record, decoded[id(record)], tree)
+                outcome = countable(record, by_record[id(record)], tree)
                 if isinstance(outcome, DeadLetter):
                     letters.append(outcome)
                 else:

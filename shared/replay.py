@@ -16,6 +16,7 @@ collections of their own, so they count with exactly the rules the live aggregat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -30,7 +31,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.kafka import kafka_client_options
 from shared.adapters.mongo import Document, Store, metric_name
-from shared.aggregation import BatchApplier, DeadLetter
+from shared.aggregation import BatchApplier, DeadLetter, Decoded, decode_yielding
 from shared.settings import Settings
 
 log = logging.getLogger("replay")
@@ -105,6 +106,7 @@ async def replay(
         max_partition_fetch_bytes=4 << 20,
     )
     await consumer.start()
+    ahead: asyncio.Task[tuple[list[ConsumerRecord[bytes, bytes]], Decoded]] | None = None
     try:
         partitions = await _partitions(consumer, settings.events_topic)
         start = await target.next_offsets(settings.events_topic, partitions)
@@ -128,17 +130,25 @@ async def replay(
                     floor[tp.partition] = highwater
             return all(p in floor and position[p] >= floor[p] for p in partitions)
 
-        while True:
-            if stop_at is not None and all(position[p] >= stop_at.get(p, 0) for p in partitions):
-                return stats
+        async def next_batch() -> tuple[list[ConsumerRecord[bytes, bytes]], Decoded]:
             records = await _gather(consumer, batch_records)
             if stop_at is not None:
                 records = [r for r in records if r.offset < stop_at.get(r.partition, 0)]
                 for tp in assigned:
                     if position[tp.partition] >= stop_at.get(tp.partition, 0):
                         consumer.pause(tp)
+            return records, await decode_yielding(records)
+
+        # The next batch is fetched and decoded while the database applies this one: the two
+        # then share the machine's cores instead of taking turns.
+        ahead = asyncio.create_task(next_batch())
+        while True:
+            if stop_at is not None and all(position[p] >= stop_at.get(p, 0) for p in partitions):
+                return stats
+            records, decoded = await ahead
+            ahead = asyncio.create_task(next_batch())
             if records:
-                report = await applier.apply(records)
+                report = await applier.apply(records, decoded)
                 stats.records += report.records
                 stats.batches += 1
                 for record in records:
@@ -148,6 +158,11 @@ async def replay(
             if on_idle is not None and reached_floor() and await on_idle():
                 return stats
     finally:
+        if ahead is not None:
+            ahead.cancel()
+            # Not needed once the replay is done or failed, whatever became of it.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ahead
         await consumer.stop()
 
 
