@@ -1,5 +1,6 @@
 """The local database's linear update-path check (deploy/local/secantusd.py) must answer
-exactly as SecantusDB's own: same conflict or none, same error, for any update."""
+exactly as SecantusDB's own: same conflict or none, same error, for any update, and the
+same again when asked twice in a row (it keeps its last answer)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ COMPARE = textwrap.dedent(
             return ("error", type(exc).__name__, str(exc), getattr(exc, "code", None))
 
     conflicts = errors = clean = 0
+    previous = None
     for _ in range(20000):
         doc = {}
         for _ in range(rng.randint(1, 3)):
@@ -38,6 +40,11 @@ COMPARE = textwrap.dedent(
         expected = outcome(update._validate_update_paths, doc)
         got = outcome(validate_update_paths, doc)
         assert got == expected, (doc, expected, got)
+        # Asked again (the answer it keeps for the last update), and after another update.
+        assert outcome(validate_update_paths, doc) == expected, doc
+        if previous is not None:
+            assert outcome(validate_update_paths, previous[0]) == previous[1], previous
+        previous = (doc, expected)
         conflicts += expected[0] == "ok" and expected[1] is not None
         errors += expected[0] == "error"
         clean += expected == ("ok", None)
