@@ -1,7 +1,8 @@
 """Start the local MongoDB-protocol server (SecantusDB), with its update-path check made
 linear, faster equivalents of five per-row costs (WiredTiger key packing, the oplog diff's
 value comparison, the pruning of retryable-write records and of the oplog, the copy and diff
-of a document under `$inc`), a cache sized to the machine, and the transaction lifetime of the
+of a document under `$inc`), an indexed `$in` looked up in one walk of the index instead of
+one seek per value, a cache sized to the machine, and the transaction lifetime of the
 production stack. Run by the database's own interpreter (.local/venv-db), as a script.
 
 Before applying an operator update, SecantusDB checks that no two of its paths overlap (`a`
@@ -540,6 +541,105 @@ def import_oplog_segment_then_walk_from_the_start(
             self._oplog_prune_floor = 0
 
 
+# The aggregator asks, per batch (50,000 events in a rebuild), which of its events the ledger
+# already holds and which it has voided: `{ids: {$in: [...]}}` and `{voided: {$in: [...]}}`, both
+# on single-field multikey indexes. SecantusDB looks an indexed `$in` up one value at a time:
+# encode it, seek the index-entries table to it (`search_near`), read its entries; 50,000 seeks
+# per query, even on the `voided` index, which holds a handful of keys. With py-spy these probes
+# were about a fifth of the database's CPU in a rebuild. Here, for a `$in` list of values none of
+# which is a document, on a single-field index, each value is encoded once as the original encodes
+# it, and the distinct keys are taken in the index's byte order with one cursor: it seeks only
+# when its entry is below the key wanted, and a key below its entry has none, with no call into
+# WiredTiger. That entry is the first at or after the key, where the original's seek lands: every
+# entry before it is below the previous key's seek or is one of that key's own entries (an escaped
+# key holds no `\0\0`, so an entry of a lower key sorts below any higher key's seek). Each key's
+# entries are read as the original reads them, up to the first entry of another key or index; the
+# answer is then made in the `$in` order, each value's entries in index order, each record once,
+# where it first appears. Anything else (a compound index, a document among the values, other
+# operators, a value that fails to encode) goes to the original.
+# tests/unit/test_local_database_fastpaths.py compares both on random indexes and lists, and
+# counts the seeks. Measured in one process, the original and this alternating five times (three
+# such runs), a `$in` of 50,000 random 32-hex ids none of which is indexed: 308-322 ms against
+# 233-237 ms (medians) on an index of 100,000 entries, 276-290 ms against 79-95 ms on one of ten,
+# where encoding the values takes 30 ms and sorting them 20 ms. A list of one value takes about
+# the same time either way (6.4 and 6.6-6.9 microseconds), of two values or more this is as fast
+# or faster: no threshold.
+original_lookup_id_keys_via_leading_field = storage.Storage._lookup_id_keys_via_leading_field
+
+
+def lookup_id_keys_via_leading_field(
+    self: storage.Storage,
+    db: str,
+    coll: str,
+    idx_match: tuple[str, int, bool],
+    value: Any,
+    *,
+    collation: Any = None,
+) -> list[int] | None:
+    name, direction, is_compound = idx_match
+    values = value.get("$in") if type(value) is dict and len(value) == 1 else None
+    if is_compound or type(values) is not list or any(isinstance(v, dict) for v in values):
+        return original_lookup_id_keys_via_leading_field(  # type: ignore[no-any-return]
+            self, db, coll, idx_match, value, collation=collation
+        )
+    encode, escape = storage.encode_value_directed, storage._escape_kb
+    try:
+        keys = [escape(encode(v, direction, collation=collation)) for v in values]
+    except Exception:
+        return original_lookup_id_keys_via_leading_field(  # type: ignore[no-any-return]
+            self, db, coll, idx_match, value, collation=collation
+        )
+    entries = _entries_of_keys(self, db, coll, name, keys)
+    seen: set[int] = set()
+    out: list[int] = []
+    for key in keys:
+        for record in entries[key]:
+            if record not in seen:
+                seen.add(record)
+                out.append(record)
+    return out
+
+
+def _entries_of_keys(
+    store: storage.Storage, db: str, coll: str, name: str, keys: list[bytes]
+) -> dict[bytes, list[int]]:
+    """The record ids of index `name`'s entries under each escaped key, in index order."""
+    index = (db, coll, name)
+    found: dict[bytes, list[int]] = {}
+    cursor = store._cursor(storage._IDX_ENTRIES_TABLE)
+    # The index entry under the cursor, its key and its record id (before the first seek, one
+    # below every seek key); None once the cursor has left the index's entries.
+    current: tuple[bytes, bytes, int | None] | None = (b"", b"", None)
+    for seed in sorted({key + storage._ENTRY_SEP for key in keys}):
+        key = seed[:-2]
+        records: list[int] = []
+        found[key] = records
+        if current is not None and current[0] < seed:
+            cursor.set_key(db, coll, name, seed)
+            near = cursor.search_near()
+            landed = near != wiredtiger.WT_NOTFOUND and (near >= 0 or cursor.next() == 0)
+            current = _entry_under(cursor, index, landed)
+        while current is not None and current[1] == key:
+            if current[2] is not None:
+                records.append(current[2])
+            current = _entry_under(cursor, index, cursor.next() == 0)
+    return found
+
+
+def _entry_under(
+    cursor: Any, index: tuple[str, str, str], landed: bool
+) -> tuple[bytes, bytes, int | None] | None:
+    """The entry under a cursor that has `landed` on one, with its key and record id, if it is
+    one of `index`'s."""
+    if not landed:
+        return None
+    row = cursor.get_key()
+    if (row[0], row[1], row[2]) != index:
+        return None
+    entry = bytes(row[3])
+    return (entry, *storage._unpack_entry(entry))
+
+
 # How long a transaction whose client vanished (kill -9 of an aggregator mid-batch) keeps its
 # documents locked before the server aborts it. Every write of the next aggregator to those
 # documents conflicts until then: with mongod's and SecantusDB's default of 60 s, one kill -9
@@ -567,6 +667,7 @@ def apply_patches() -> None:
     storage.compute_update_description = compute_update_description
     storage.Storage._prune_oplog_locked = prune_oplog_from_the_floor
     storage.Storage.import_oplog_segment = import_oplog_segment_then_walk_from_the_start
+    storage.Storage._lookup_id_keys_via_leading_field = lookup_id_keys_via_leading_field
 
 
 def cache_size() -> str:
