@@ -227,3 +227,39 @@ class BackgroundPoster:
         assert not self._thread.is_alive(), "posting did not finish"
         if self._error is not None:
             raise self._error
+
+
+@dataclass(frozen=True)
+class Record:
+    """A log record as the aggregator reads it (aiokafka's ConsumerRecord's fields it uses)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+def certification_and_voids(first: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Voids of some counted events and certification histories: state the rebuild must
+    replay in order (the ledger of counted ids, the subjects' statuses)."""
+    voids = [
+        make_event(
+            "event.voided", e["unit_id"], e["occurred_at"], attributes={"voids": e["event_id"]}
+        )
+        for e in first[:300]
+    ]
+    statuses = ("pending_signature", "pending_seal", "completed")
+    certifications = [
+        make_event(
+            "certification.status",
+            "so-tu-phap",
+            at("2025-12-20", 8 + step),
+            subject_id=f"dossier-{n}",
+            attributes={"status": statuses[step]},
+        )
+        for n in range(100)
+        for step in range(n % 3 + 1)
+    ]
+    return voids + certifications

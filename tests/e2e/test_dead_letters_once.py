@@ -7,7 +7,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -18,16 +17,7 @@ from shared.adapters.catalog import CatalogCache
 from shared.adapters.mongo import Store, metric_key
 from shared.aggregation import BatchApplier, DeadLetter
 from shared.domain.units import load_catalog
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
+from tests.conftest import Record
 
 
 class StoreThatConflicts(Store):

@@ -21,7 +21,12 @@ import httpx
 from pymongo import MongoClient
 
 from deploy.local.stack import REPO, LocalStack
-from tests.conftest import Pipeline, at, make_event, post_many, running_pipeline
+from tests.conftest import (
+    Pipeline,
+    certification_and_voids,
+    post_many,
+    running_pipeline,
+)
 from tests.faults.harness import METRICS, UNITS, realistic_events, recount, stored_totals
 
 
@@ -76,30 +81,6 @@ class SteadyPoster:
         if self._error is not None:
             raise self._error
         return self.acknowledged
-
-
-def certification_and_voids(first: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Voids of some counted events and certification histories: state the rebuild must
-    replay in order (the ledger of counted ids, the subjects' statuses)."""
-    voids = [
-        make_event(
-            "event.voided", e["unit_id"], e["occurred_at"], attributes={"voids": e["event_id"]}
-        )
-        for e in first[:300]
-    ]
-    statuses = ("pending_signature", "pending_seal", "completed")
-    certifications = [
-        make_event(
-            "certification.status",
-            "so-tu-phap",
-            at("2025-12-20", 8 + step),
-            subject_id=f"dossier-{n}",
-            attributes={"status": statuses[step]},
-        )
-        for n in range(100)
-        for step in range(n % 3 + 1)
-    ]
-    return voids + certifications
 
 
 def test_reconcile_finds_tampering_and_rebuild_repairs_it_while_ingest_goes_on(
