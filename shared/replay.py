@@ -168,7 +168,7 @@ async def replay(
 
 # Records taken per `getmany`: aiokafka turns fetched bytes into records inside the call,
 # without yielding, and a replay gathers its next batch while the current one's transaction
-# waits on the database; a call over 50,000 records held each of its round trips up by a
+# waits on the database; a call over a whole batch of records held each of its round trips up by a
 # tenth of a second.
 GATHER_SLICE = 2_000
 
