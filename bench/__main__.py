@@ -58,13 +58,13 @@ class Sizes:
 
 
 # The sizes where it names them (1M aggregator events, 10M for scale, a 10,000-unit
-# catalog); the rest as small as keeps the figure steady, so the run nears 30 minutes.
+# catalog); the rest as small as keeps the figure steady, so the run stays under 30 minutes.
 FULL = Sizes(
     aggregator_events=1_000_000,
-    worst_case_events=100_000,
-    faust_events=20_000,
+    worst_case_events=50_000,
+    faust_events=10_000,
     naive_events=20_000,
-    naive_cap_s=40,
+    naive_cap_s=20,
     ingest_batches=300,
     single_requests=3_000,
     freshness_s=60,
