@@ -63,9 +63,10 @@ class Settings(BaseSettings):
     aggregator_max_batch: int = Field(default=5_000, ge=1)
     aggregator_batch_timeout_ms: int = 200
     # Records per transaction when `shared.admin` replays the log (rebuild, reconcile): bigger
-    # than the live aggregator's, as a replay has the whole log behind it. Memory grows with it
-    # (a rebuild peaked at 0.87 GB resident with 100,000: two batches, one prepared ahead).
-    replay_batch_records: int = Field(default=100_000, ge=1)
+    # than the live aggregator's, as a replay has the whole log behind it. Memory grows with it.
+    # Not 100,000: faster on 800,000 events, slower on 10M, where the database's cache filled
+    # and its CPU went to evicting pages (bench/analysis.md, Scale).
+    replay_batch_records: int = Field(default=50_000, ge=1)
     # An aggregator silent this long is taken for dead and its open transaction aborted
     # (shared/adapters/sessions.py); a living one it was wrong about just redoes its batch.
     aggregator_stale_after_s: float = Field(default=5.0, gt=0)
