@@ -105,13 +105,14 @@ async def fill(deployment: Deployment, count: int, seed: int, in_order: bool = T
     loop = asyncio.get_running_loop()
     starts = range(0, count, CHUNK)
     started = time.perf_counter()
-    # A worker process makes the next chunk while this one is sent: generating is a fifth of
-    # the fill's time, and the sends leave a core free.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as worker:
+    # Worker processes make the next chunks while this one is sent: with one, the sends
+    # waited on it (10M events: its core busy, the sender's at a tenth).
+    workers = 2
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
 
         def generate(first: int) -> asyncio.Future[KeyedRecords]:
             return loop.run_in_executor(
-                worker,
+                pool,
                 generated_records,
                 deployment.catalog,
                 min(CHUNK, count - first),
@@ -120,11 +121,11 @@ async def fill(deployment: Deployment, count: int, seed: int, in_order: bool = T
                 first == 0,
             )
 
-        next_chunk = generate(starts[0])
+        pending = {index: generate(first) for index, first in enumerate(starts[:workers])}
         for index in range(len(starts)):
-            records = await next_chunk
-            if index + 1 < len(starts):
-                next_chunk = generate(starts[index + 1])
+            records = await pending.pop(index)
+            if index + workers < len(starts):
+                pending[index + workers] = generate(starts[index + workers])
             await prefill(deployment.stack.kafka_bootstrap, deployment.topic, records)
     return count / (time.perf_counter() - started)
 
