@@ -30,7 +30,7 @@ chaos: install
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy shared services deploy
+	@$(VENV)/bin/mypy shared services deploy bench
 	@promtool check config deploy/prometheus/prometheus.yml >/dev/null
 
 install: $(VENV)/.installed $(VENV_DB)/.installed prometheus-tools

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from bench.world import (
     KeyedRecords,
     applied_offsets,
     deploy,
+    encode,
     generated_records,
     prefill,
     realistic_events,
@@ -294,7 +296,7 @@ async def ingest(stack: Any, catalog: Any, root: Path, sizes: Sizes) -> dict[str
         )
         log(f"its floor: {figures['batches_floor']['events_per_s']:,.0f} events/s")
         singles = realistic_events(catalog, sizes.single_requests, seed=13)
-        bodies = [measure.encode(e) for e in singles]
+        bodies = [encode(e) for e in singles]
         for concurrency in (1, 8):
             part = bodies[: len(bodies) // 2] if concurrency == 1 else bodies[len(bodies) // 2 :]
             with measure.CpuWatch(measure.server_pids(d)) as cpu:
@@ -355,7 +357,7 @@ async def freshness(stack: Any, catalog: Any, root: Path, sizes: Sizes) -> dict[
             # Let the aggregator drain what it owes before the next rate.
             drained = time.perf_counter()
             end = await _log_end(stack.kafka_bootstrap, d.topic)
-            await measure.wait_until(lambda end=end: _applied_at_least(client, d, end), 600)
+            await measure.wait_until(partial(_applied_at_least, client, d, end), 600)
             figures[str(rate)]["drain_s"] = time.perf_counter() - drained
     finally:
         await client.close()
@@ -513,11 +515,11 @@ def _all_results(latest: Path, results: dict[str, Any]) -> dict[str, dict[str, A
     found: dict[str, dict[str, Any]] = {}
     for mode in ("full", "quick"):
         path = latest.parent / f"results-{mode}.json"
-        load: Callable[[], dict[str, Any]] = lambda p=path: json.loads(p.read_text())  # noqa: E731
         if path == latest:
             found[mode] = results
         elif path.exists():
-            found[mode] = load()
+            kept: dict[str, Any] = json.loads(path.read_text())
+            found[mode] = kept
     return found
 
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-import faust  # type: ignore[import-not-found]
+import faust
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     table = app.Table("totals", default=int, partitions=4)
     state: dict[str, Any] = {"n": 0, "first": 0.0, "last": 0.0}
 
-    @app.agent(topic)
+    @app.agent(topic)  # type: ignore[untyped-decorator]
     async def counter(stream: Any) -> None:
         async for value in stream:
             event = json.loads(value)
