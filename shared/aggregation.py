@@ -13,7 +13,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -23,7 +22,14 @@ from shared.adapters.catalog import CatalogCache
 from shared.adapters.mongo import PartitionBatch, Store
 from shared.adapters.sessions import TransactionSessions
 from shared.domain.events import Event
-from shared.domain.ledger import Known, Outcome, fold, ids_to_look_up, subjects_to_look_up
+from shared.domain.ledger import (
+    Known,
+    Outcome,
+    RecordedIds,
+    fold,
+    ids_to_look_up,
+    subjects_to_look_up,
+)
 from shared.domain.units import UnitTree
 
 log = logging.getLogger(__name__)
@@ -137,6 +143,7 @@ class BatchApplier:
         catalog: CatalogCache,
         dead_letters: DeadLetterSink,
         sessions: TransactionSessions | None = None,
+        recorded: RecordedIds | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
@@ -144,12 +151,20 @@ class BatchApplier:
         # Where a live aggregator announces the session of its transactions, so that another
         # one can abort them if this process dies mid-batch (the rebuild needs no such thing).
         self._sessions = sessions
+        # Every id the store's generation holds, when this applier is its only writer (a
+        # replay): the store is then asked only about ids it may hold.
+        self._recorded = recorded
         # The next offset applied per (topic, partition), as this process last committed it.
         self.applied: dict[tuple[str, int], int] = {}
         # Records this process already sent as dead letters: a batch redone after a conflict
         # or a failure (the transaction runs again) does not send them twice. Only a crash
         # between the send and the commit can repeat a letter (coordinates make it visible).
         self._lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+
+    def _may_be_recorded(self, ids: set[str]) -> set[str]:
+        if self._recorded is None:
+            return ids
+        return {key for key in ids if key in self._recorded}
 
     async def prepare(self, records: Sequence[LogRecord]) -> Prepared:
         """Decode `records` and fold them as if the store knew none of their ids, letting other
@@ -223,8 +238,10 @@ class BatchApplier:
                 else:
                     events.append(outcome)
             known = await self._store.known(
-                sorted(ids_to_look_up(events)),
-                partial(subjects_to_look_up, events),
+                sorted(self._may_be_recorded(ids_to_look_up(events))),
+                lambda partial_known: self._may_be_recorded(
+                    subjects_to_look_up(events, partial_known)
+                ),
                 session,
             )
             report.outcome = (
@@ -250,6 +267,10 @@ class BatchApplier:
                 while len(self._lettered) > LETTERS_REMEMBERED:
                     self._lettered.popitem(last=False)
             await self._store.apply(report.outcome, parts, as_of, session)
+            if self._recorded is not None:
+                # Before the commit: should it fail, the filter holds ids the store does not,
+                # which only costs a lookup.
+                self._recorded.add_outcome(report.outcome)
             return letters
 
         for _ in range(5):

@@ -19,7 +19,15 @@ import calendar
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -305,6 +313,14 @@ class Store:
             async for doc in self.offsets.find({"_id": {"$in": ids}}, session=session)
         ]
         return max([await self.catalog_version(session), *versions])
+
+    async def recorded_ids(self) -> AsyncIterator[str]:
+        """Every id the ledger and the subjects hold: counted events, voided targets, subjects."""
+        async for doc in self.ledger.find({}, {"ids": 1, "voided": 1}):
+            for key in (*doc["ids"], *doc["voided"]):
+                yield key
+        async for doc in self.subjects.find({}, {"_id": 1}):
+            yield doc["_id"]
 
     async def known(
         self,

@@ -2,7 +2,8 @@
 (`BatchApplier.prepare`). Whatever the batch meets (ids counted in an earlier batch, voids
 before and after their targets, certification histories, records not events, units not in
 the catalog, records redelivered), applying it prepared must leave exactly what applying it
-unprepared leaves."""
+unprepared leaves. A replay also asks the store only about ids its filter of what it recorded
+may hold (`RecordedIds`): that too must leave exactly the same."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from shared.domain.events import Event
 from shared.domain.ledger import CountedEvent, Known, fold
 from shared.domain.periods import LocalDate
 from shared.domain.units import UnitTree, load_catalog
+from shared.replay import recorded_in
 from tests.conftest import Record, at, certification_and_voids, make_event
 from tests.faults.harness import UNITS, realistic_events
 
@@ -97,11 +99,33 @@ async def state(store: Store) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+class AskedStore(Store):
+    """A store that counts the ids (events' and subjects') it is asked about."""
+
+    asked = 0
+
+    async def known(
+        self,
+        ids: Iterable[str],
+        subjects_of: Callable[[Known], Iterable[str]] = lambda _: (),
+        session: Any = None,
+    ) -> Known:
+        ids = list(ids)
+        self.asked += len(ids)
+
+        def subjects_asked(partial: Known) -> list[str]:
+            subject_ids = list(subjects_of(partial))
+            self.asked += len(subject_ids)
+            return subject_ids
+
+        return await super().known(ids, subjects_asked, session)
+
+
 async def apply_all(
-    client: AsyncMongoClient[Any], batches: list[list[Record]], prepared: bool
-) -> tuple[dict[str, list[dict[str, Any]]], int, int]:
+    client: AsyncMongoClient[Any], batches: list[list[Record]], prepared: bool, filtered: bool
+) -> tuple[dict[str, list[dict[str, Any]]], int, int, int]:
     catalog = load_catalog(json.loads((REPO / "shared/data/catalog_binh_phuoc.json").read_text()))
-    store = Store(client, f"prepared_{uuid.uuid4().hex[:8]}")
+    store = AskedStore(client, f"prepared_{uuid.uuid4().hex[:8]}")
     await store.ensure_indexes()
     await store.upsert_units(catalog)
 
@@ -111,13 +135,18 @@ async def apply_all(
     applier = BatchApplier(store, CatalogCache(store), count_letters)
     used = folded_again = 0
     try:
-        for batch in [*batches, batches[2]]:  # the last one redelivered
+        for number, batch in enumerate([*batches, batches[2]]):  # the last one redelivered
+            if filtered and number in (0, 3):
+                # A replay's applier, and at the fourth batch a resumed replay's: its filter
+                # starts from what the store holds.
+                recorded = await recorded_in(store)
+                applier = BatchApplier(store, CatalogCache(store), count_letters, recorded=recorded)
             ahead = await applier.prepare(batch) if prepared else None
             report = await applier.apply(batch, ahead)
             if ahead is not None:
                 used += report.outcome is ahead.outcome
                 folded_again += report.outcome is not ahead.outcome
-        return await state(store), used, folded_again
+        return await state(store), used, folded_again, store.asked
     finally:
         await client.drop_database(store.db.name)
 
@@ -133,15 +162,19 @@ def test_a_prepared_batch_counts_what_an_unprepared_one_counts(
     async def scenario() -> None:
         client: AsyncMongoClient[Any] = AsyncMongoClient(infra.mongodb_uri, tz_aware=True)
         try:
-            unprepared, _, _ = await apply_all(client, batches, prepared=False)
-            prepared, used, folded_again = await apply_all(client, batches, prepared=True)
+            unprepared, _, _, all_asked = await apply_all(client, batches, False, False)
+            prepared, used, folded_again, _ = await apply_all(client, batches, True, False)
+            filtered, _, _, filtered_asked = await apply_all(client, batches, True, True)
         finally:
             await client.close()
         assert prepared == unprepared
+        assert filtered == unprepared
         assert unprepared["totals"] and len(unprepared["ledger"]) == len(batches)
         # The first batch finds nothing known and takes the fold made ahead; later ones meet
         # what earlier batches wrote, and are folded again.
         assert used >= 1 and folded_again >= 1
+        # The filter passes on the ids the store holds, and not the rest.
+        assert 0 < filtered_asked < all_asked / 2
 
     asyncio.run(scenario())
 

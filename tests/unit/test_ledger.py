@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from shared.domain.events import Event
-from shared.domain.ledger import CountedEvent, Known, fold, ids_to_look_up
+from shared.domain.ledger import CountedEvent, Known, RecordedIds, fold, ids_to_look_up
 from shared.domain.metrics import METRICS, contributions
 from shared.domain.periods import LocalDate
 from shared.domain.units import Unit, UnitLevel, UnitTree
@@ -129,3 +129,32 @@ def test_contributions_by_type() -> None:
     assert contributions(level2) == {"eid.activated": 1, "eid.activated.level2": 1}
     for event in (filing, offline, failed, level2):
         assert all(metric in METRICS for metric in contributions(event))
+
+
+def test_recorded_ids_hold_every_id_added_and_few_others() -> None:
+    recorded = RecordedIds()
+    added = [f"event-{n}" for n in range(200_000)]
+    for key in added:
+        recorded.add(key)
+    assert all(key in recorded for key in added)  # never a false negative
+    others = [f"other-{n}" for n in range(200_000)]
+    false_positives = sum(key in recorded for key in others)
+    # Two bits of 2^28 per id: about (2 * 200,000 / 2^28)^2 of others, a few at most.
+    assert false_positives < 20
+    assert 42 not in recorded
+
+
+def test_recorded_ids_take_what_an_outcome_has_the_store_record() -> None:
+    certified = ev(
+        "s1",
+        "certification.status",
+        subject_id="dossier-1",
+        attributes={"status": "completed"},
+    )
+    outcome = fold([ev("a"), void("v", "later"), certified], Known(), TREE)
+    assert outcome.counted and outcome.newly_voided == ["later"] and outcome.subjects
+    recorded = RecordedIds()
+    recorded.add_outcome(outcome)
+    for key in ["a", "v", "later", "s1", "dossier-1"]:
+        assert key in recorded, key
+    assert "never-seen" not in recorded
