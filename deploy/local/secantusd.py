@@ -2,7 +2,8 @@
 linear, faster equivalents of five per-row costs (WiredTiger key packing, the oplog diff's
 value comparison, the pruning of retryable-write records and of the oplog, the copy and diff
 of a document under `$inc`), an indexed `$in` looked up in one walk of the index instead of
-one seek per value, a cache sized to the machine, and the transaction lifetime of the
+one seek per value, drops that delete a bounded chunk of rows at a time instead of holding
+all of them in memory, a cache sized to the machine, and the transaction lifetime of the
 production stack. Run by the database's own interpreter (.local/venv-db), as a script.
 
 Before applying an operator update, SecantusDB checks that no two of its paths overlap (`a`
@@ -24,6 +25,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -640,6 +642,82 @@ def _entry_under(
     return (entry, *storage._unpack_entry(entry))
 
 
+# SecantusDB drops a collection (and a database) by collecting every row of each of its tables
+# under the name, keys and values, into one list, then deleting the keys one by one. For a
+# generation of 10M events (10M index entries, 1.8 GB of ledger documents) that list outgrew
+# the machine's memory and the server was killed, twice (10.4 and 11.7 GB resident). Within a
+# drop, the rows are deleted here as they are walked, a bounded chunk of keys at a time, each
+# chunk resuming from the last key deleted; the original then finds nothing left to collect
+# and does the rest (the registry row, the oplog entry) as before. The deletes are the
+# original's own (`_delete_keys`, autocommit per row), in the same order. Measured on a
+# collection of 3M index entries (/dev/shm): the drop's peak memory grew by 191 MB instead of
+# 1,328 MB, in 13.3 s instead of 27.2 s. tests/unit/test_local_database_fastpaths.py compares
+# what both leave.
+original_collect_prefix = storage.Storage._collect_prefix
+original_drop_collection = storage.Storage.drop_collection
+original_drop_database = storage.Storage.drop_database
+DROP_CHUNK = 10_000
+_dropping = threading.local()
+
+
+def purge_prefix(self: storage.Storage, table: str, prefix: tuple[Any, ...]) -> None:
+    """Delete every row of `table` whose key starts with `prefix`, `DROP_CHUNK` keys at a time."""
+    start = prefix + self._smallest_for_kf(self._table_kf(table))[len(prefix) :]
+    while True:
+        cursor = self._cursor_optional(table)
+        if cursor is None:
+            return  # lazy shards: an absent table holds no rows
+        cursor.set_key(*start)
+        found = cursor.search_near()
+        if found == wiredtiger.WT_NOTFOUND or (found < 0 and cursor.next() != 0):
+            return
+        keys: list[tuple[Any, ...]] = []
+        more = True
+        while len(keys) < DROP_CHUNK:
+            key = tuple(cursor.get_key())
+            if key[: len(prefix)] != prefix:
+                more = False
+                break
+            keys.append(key)
+            if cursor.next() != 0:
+                more = False
+                break
+        cursor.reset()
+        self._delete_keys(table, keys)
+        if not more or not keys:
+            return
+        start = keys[-1]  # deleted: the next search lands on the key after it
+
+
+def collect_prefix_purging_in_drops(
+    self: storage.Storage, table: str, prefix: tuple[Any, ...]
+) -> list[tuple[tuple[Any, ...], Any]]:
+    if not getattr(_dropping, "active", False):
+        return original_collect_prefix(self, table, prefix)  # type: ignore[no-any-return]
+    # A drop only deletes the rows it collects: delete them now and leave none to delete.
+    purge_prefix(self, table, prefix)
+    return []
+
+
+def drop_collection_in_chunks(self: storage.Storage, db: str, coll: str) -> bool:
+    with _purging():
+        return original_drop_collection(self, db, coll)  # type: ignore[no-any-return]
+
+
+def drop_database_in_chunks(self: storage.Storage, db: str) -> None:
+    with _purging():
+        original_drop_database(self, db)
+
+
+@contextlib.contextmanager
+def _purging() -> Iterator[None]:
+    _dropping.active = True
+    try:
+        yield
+    finally:
+        _dropping.active = False
+
+
 # How long a transaction whose client vanished (kill -9 of an aggregator mid-batch) keeps its
 # documents locked before the server aborts it. Every write of the next aggregator to those
 # documents conflicts until then: with mongod's and SecantusDB's default of 60 s, one kill -9
@@ -668,6 +746,9 @@ def apply_patches() -> None:
     storage.Storage._prune_oplog_locked = prune_oplog_from_the_floor
     storage.Storage.import_oplog_segment = import_oplog_segment_then_walk_from_the_start
     storage.Storage._lookup_id_keys_via_leading_field = lookup_id_keys_via_leading_field
+    storage.Storage._collect_prefix = collect_prefix_purging_in_drops
+    storage.Storage.drop_collection = drop_collection_in_chunks
+    storage.Storage.drop_database = drop_database_in_chunks
 
 
 def cache_size() -> str:

@@ -3,7 +3,7 @@ they stand in for: WiredTiger's key/value packing (the same bytes, the same valu
 error, for any format and any values; the patched cursors read back what they wrote), and
 SecantusDB's stored-value comparison (the same answer for any pair of values, and the same
 oplog diff of any update), and its lookup of an indexed `$in` (the same record ids, in the same
-order, for any list)."""
+order, for any list), and its drops (the same rows left, deleted a bounded chunk at a time)."""
 
 from __future__ import annotations
 
@@ -775,3 +775,119 @@ def test_indexed_in_lookup_answers_as_secantus_does() -> None:
     # to the original (other shapes, compound indexes, errors); whole queries were compared.
     assert fast > 1000 and with_entries > 500 and fell_back > 300 and finds > 300
     assert seeks > 1000
+
+
+COMPARE_DROPS = textwrap.dedent(
+    """
+    import random, sys, tempfile
+    sys.path.insert(0, sys.argv[1])
+    import secantusd
+    from secantus import storage
+
+    rng = random.Random(17)
+    Storage = storage.Storage
+    TABLES = [*storage._DOC_ALL_TABLES, storage._NAT_TABLE, storage._NAT_SEQ_TABLE,
+              storage._IDX_TABLE, storage._IDX_ENTRIES_TABLE, storage._UNIQ_TABLE,
+              storage._COLL_TABLE]
+    # Neighbours whose names share a prefix with the dropped ones, in other databases too.
+    NAMES = [("db", "a"), ("db", "ab"), ("db", "a.b"), ("db", "b"), ("db2", "a"), ("d", "a"),
+             ("dbz", "a")]
+
+    def rows(store):
+        out = {}
+        for table in TABLES:
+            cursor = store._cursor_optional(table)
+            if cursor is None:
+                continue
+            while cursor.next() == 0:
+                key = tuple(cursor.get_key())
+                value = cursor.get_value()
+                # The registry's rows hold each collection's random uuid: keys only there.
+                out[(table, key)] = None if table == storage._COLL_TABLE else bytes(value)
+            cursor.reset()
+        return out
+
+    def fill(store, seed):
+        local = random.Random(seed)
+        for db, coll in NAMES:
+            store.create_collection(db, coll)
+            store.create_index(db, coll, "m_1", {"m": 1}, {})
+            store.create_index(db, coll, "ids_1", {"ids": 1}, {})
+            store.create_index(db, coll, "u_1", {"u": 1}, {"unique": True, "sparse": True})
+            docs = [{"_id": f"{coll}-{n}", "m": local.randrange(50),
+                     "ids": [f"e{n}-{k}" for k in range(local.randrange(4))],
+                     **({"u": n} if local.random() < 0.5 else {})}
+                    for n in range(local.randrange(200, 1500))]
+            store.insert(db, coll, docs, ordered=False)
+
+    deleted_at_once = []
+    original_delete_keys = Storage._delete_keys
+
+    def counting_delete_keys(self, table, keys):
+        deleted_at_once.append(len(keys))
+        return original_delete_keys(self, table, keys)
+
+    collected_in_drops = []
+    REAL_COLLECT_PREFIX = Storage._collect_prefix
+
+    def counting_collect_prefix(self, table, prefix):
+        collected_in_drops.append(table)
+        return REAL_COLLECT_PREFIX(self, table, prefix)
+
+    secantusd.DROP_CHUNK = 7
+    compared = 0
+    for round_ in range(6):
+        with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
+            stores = [Storage(d, ttl_sweep_seconds=0, durable=False) for d in (one, two)]
+            seed = rng.randrange(10**9)
+            for store in stores:
+                fill(store, seed)
+            assert rows(stores[0]) == rows(stores[1])
+            steps = [("coll", rng.choice(NAMES)) for _ in range(3)] + [("db", ("db", None))]
+            steps.append(("coll", ("db", "missing")))
+            rng.shuffle(steps)
+            for kind, (db, coll) in steps:
+                answers = []
+                for chunked, store in enumerate(stores):
+                    Storage._collect_prefix = (
+                        secantusd.collect_prefix_purging_in_drops if chunked
+                        else REAL_COLLECT_PREFIX)
+                    # The chunked drop's way to the original, counted: it must not be taken.
+                    secantusd.original_collect_prefix = (
+                        counting_collect_prefix if chunked else REAL_COLLECT_PREFIX)
+                    Storage._delete_keys = counting_delete_keys if chunked else original_delete_keys
+                    collected_in_drops.clear()
+                    if kind == "coll":
+                        drop = secantusd.drop_collection_in_chunks if chunked else (
+                            secantusd.original_drop_collection)
+                        answers.append(drop(store, db, coll))
+                    else:
+                        drop = secantusd.drop_database_in_chunks if chunked else (
+                            secantusd.original_drop_database)
+                        answers.append(drop(store, db))
+                    if chunked:
+                        # Nothing was collected whole; no chunk passed the bound.
+                        assert collected_in_drops == [], collected_in_drops
+                Storage._collect_prefix = secantusd.original_collect_prefix = REAL_COLLECT_PREFIX
+                Storage._delete_keys = original_delete_keys
+                assert answers[0] == answers[1], (kind, db, coll, answers)
+                assert rows(stores[0]) == rows(stores[1]), (kind, db, coll)
+                compared += 1
+            # A collection made again under a dropped name holds only what it is given.
+            for store in stores:
+                store.create_collection("db", "a")
+                store.insert("db", "a", [{"_id": "new", "m": 1}], ordered=False)
+                assert [d["_id"] for d in store.find_matching("db", "a", {})] == ["new"]
+            assert rows(stores[0]) == rows(stores[1])
+            for store in stores:
+                store.close()
+    assert max(deleted_at_once) == secantusd.DROP_CHUNK
+    print(compared, len(deleted_at_once), max(deleted_at_once))
+    """
+)
+
+
+def test_drops_delete_what_secantus_deletes_a_chunk_at_a_time() -> None:
+    compared, chunks, largest = counts_printed_by(COMPARE_DROPS, timeout_s=300)
+    # Every drop compared; each was deleted in many chunks, none above the bound of 7 keys.
+    assert compared == 30 and chunks > 1000 and largest == 7
