@@ -245,11 +245,12 @@ async def scale(
         log(f"pre-filling {count:,} events")
         prefill_rate = await fill(d, count, seed=7)
         log(f"rebuild of {count:,} events")
-        seconds = await measure.rebuild(d)
+        seconds, cpu = await measure.rebuild(d)
         await measure.rebuilt_everything(client, d, count)
         figures[label] = {
             "events": count,
             "rebuild_s": seconds,
+            "cpu": cpu,
             "prefill_rate": prefill_rate,
             "bytes": await measure.stored_bytes(client, d.db),
         }

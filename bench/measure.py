@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import resource
 import statistics
 import sys
 import time
@@ -582,9 +583,23 @@ async def set_up_campaign(deployment: Deployment) -> str:
 # -- 5. scale: rebuild time and bytes per event ------------------------------------------------
 
 
-async def rebuild(deployment: Deployment) -> float:
+async def rebuild(deployment: Deployment) -> tuple[float, dict[str, float]]:
     """`python -m shared.admin rebuild` (the operator's command): seconds to replay the whole
-    log into a new generation and switch to it."""
+    log into a new generation and switch to it, and the CPU share (cores) of the servers and
+    of the rebuild process meanwhile."""
+    # The rebuild's own CPU from what this process's reaped children used: no other child
+    # ends while it runs (the servers go on).
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with CpuWatch(server_pids(deployment)) as cpu:
+        elapsed = await _rebuild(deployment)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (children.ru_utime + children.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
+    return elapsed, {**cpu.shares, "rebuild": round(used / elapsed, 2)}
+
+
+async def _rebuild(deployment: Deployment) -> float:
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
