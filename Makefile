@@ -65,7 +65,7 @@ $(VENV_DB)/.installed:
 	@touch $@
 
 # Every figure beside its baseline, measured in one run; writes BENCHMARKS.md (issue 8).
-# Full sizes: about 28 minutes on the local servers (the goal is 30; BENCHMARKS.md, Sizes); `make bench QUICK=1` under 5.
+# Full sizes: about 27 minutes on the local servers (the goal is 30; BENCHMARKS.md, Sizes); `make bench QUICK=1` under 5.
 # Baseline (c) runs faust-streaming in an environment of its own (it pins its own dependencies).
 bench: install $(VENV_FAUST)/.installed
 	@PYTHONPATH=. nice -n 5 $(PY) -m bench $(if $(QUICK),--quick,) $(BENCH_ARGS)

@@ -277,7 +277,7 @@ def write_report(path: Path, results: dict[str, dict[str, Any]]) -> None:
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (full sizes: about 28 minutes here, under the goal of 30, "
+        "Written by `make bench` (full sizes: about 27 minutes here, under the goal of 30, "
         "see *Sizes*) or `make bench QUICK=1` (scaled down, under 5); the raw figures are in "
         "`bench/results-full.json` and "
         "`bench/results-quick.json`. Every ratio is against a baseline measured in the same "
