@@ -10,17 +10,19 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from pydantic import ValidationError
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from shared.adapters.catalog import CatalogCache
-from shared.adapters.mongo import PartitionBatch, Store
+from shared.adapters.mongo import OverBound, PartitionBatch, Store
 from shared.adapters.sessions import TransactionSessions
+from shared.domain.bounds import OWN_TOTAL_BOUND, over_bound
 from shared.domain.events import Event
 from shared.domain.ledger import (
     Known,
@@ -30,6 +32,7 @@ from shared.domain.ledger import (
     ids_to_look_up,
     subjects_to_look_up,
 )
+from shared.domain.periods import LocalDate
 from shared.domain.units import UnitTree
 
 log = logging.getLogger(__name__)
@@ -188,7 +191,71 @@ class BatchApplier:
         self, records: Sequence[LogRecord], prepared: Prepared | None = None
     ) -> BatchReport:
         """Count `records` in one transaction; `prepared`: `prepare(records)`, if the caller
-        has it already."""
+        has it already.
+
+        A batch that the store refuses for a reason in its data (a total pushed past its
+        bound, say) is split until the records that cause it are isolated; those go to the
+        dead-letter topic with the reason, the rest is counted. Only failures of the
+        infrastructure (the database down, a time-out) reach the caller, to retry it whole."""
+        try:
+            return await self._apply_once(records, prepared)
+        except Exception as exc:
+            reason = data_error_reason(exc)
+            if reason is None:
+                raise
+            log.warning("a batch of %d records was refused (%s): isolating", len(records), reason)
+        # Most often a unit's own share past its bound: found in one read, whatever the number
+        # of events past it (an attack posts thousands). Splitting finds anything else.
+        poisoned = await self._over_bound(records)
+        if poisoned:
+            try:
+                return await self._apply_once(records, poisoned=poisoned)
+            except Exception as exc:
+                if data_error_reason(exc) is None:
+                    raise
+        return await self._isolate(records)
+
+    async def _over_bound(self, records: Sequence[LogRecord]) -> dict[int, str]:
+        """The records (by `id()`) whose events would take their unit's own share of a month
+        past `OWN_TOTAL_BOUND`, and why."""
+        ordered = sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
+        pairs = [(r, e) for r in ordered if isinstance(e := decode(r), Event)]
+        cells = {(e.unit_id, LocalDate.of(e.occurred_at).month_key) for _, e in pairs}
+        current = await self._store.own_totals(cells)
+        refused = over_bound([e for _, e in pairs], current)
+        return {id(pairs[position][0]): reason for position, reason in refused.items()}
+
+    async def _isolate(self, records: Sequence[LogRecord]) -> BatchReport:
+        ordered = sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
+        if len(ordered) == 1:
+            # Once more alone, so that a cause that has passed meanwhile dead-letters nothing.
+            try:
+                return await self._apply_once(ordered)
+            except Exception as exc:
+                reason = data_error_reason(exc)
+                if reason is None:
+                    raise
+            return await self._apply_once(ordered, poisoned={id(ordered[0]): reason})
+        # In log order: the first half's offsets are committed before the second is tried.
+        half = len(ordered) // 2
+        reports = []
+        for part in (ordered[:half], ordered[half:]):
+            try:
+                reports.append(await self._apply_once(part))
+            except Exception as exc:
+                if data_error_reason(exc) is None:
+                    raise
+                reports.append(await self._isolate(part))
+        return _merged(reports)
+
+    async def _apply_once(
+        self,
+        records: Sequence[LogRecord],
+        prepared: Prepared | None = None,
+        poisoned: Mapping[int, str] | None = None,
+    ) -> BatchReport:
+        """`apply` in one transaction; `poisoned`: records (by `id()`) to send to the
+        dead-letter topic with their reason instead of counting them."""
         if not records:
             return BatchReport()
         # Decoded once, outside the transaction, which may run more than once.
@@ -231,12 +298,16 @@ class BatchApplier:
                 return []
             events: list[Event] = []
             letters: list[DeadLetter] = []
+            record_of: dict[int, LogRecord] = {}
             for record in fresh:
                 outcome = countable(record, by_record[id(record)], tree)
-                if isinstance(outcome, DeadLetter):
+                if poisoned and id(record) in poisoned:
+                    letters.append(DeadLetter(record, poisoned[id(record)]))
+                elif isinstance(outcome, DeadLetter):
                     letters.append(outcome)
                 else:
                     events.append(outcome)
+                    record_of[id(outcome)] = record
             known = await self._store.known(
                 sorted(self._may_be_recorded(ids_to_look_up(events))),
                 lambda partial_known: self._may_be_recorded(
@@ -248,6 +319,10 @@ class BatchApplier:
                 prepared.outcome
                 if prepared is not None and prepared.holds_for(tree, events, known)
                 else fold(events, known, tree)
+            )
+            letters.extend(
+                DeadLetter(record_of[id(refusal.event)], refusal.reason)
+                for refusal in report.outcome.refused
             )
             report.dead_letters = len(letters)
             parts = _partition_batches(fresh)
@@ -288,6 +363,56 @@ class BatchApplier:
             key = (record.topic, record.partition)
             self.applied[key] = max(self.applied.get(key, 0), record.offset + 1)
         return report
+
+
+# Server error codes that mean the data cannot be written, whatever the retries: a duplicate
+# key (a total's bound, see `_total_updates`), a bad value (an integer overflow), a type
+# mismatch or a path that cannot exist, a document too large.
+DATA_ERROR_CODES = frozenset({2, 14, 28, 11000, 10334, 16837, 17419, 17420})
+
+
+def data_error_reason(exc: BaseException) -> str | None:
+    """Why the store refused a batch for its data, or None for a failure of the infrastructure
+    (which retrying the same batch may cure)."""
+    if isinstance(exc, OverBound):
+        return str(exc)
+    if isinstance(exc, BulkWriteError):
+        errors = (exc.details or {}).get("writeErrors") or []
+        codes = {int(error.get("code", 0)) for error in errors}
+        if not errors or not codes <= DATA_ERROR_CODES:
+            return None
+        first = errors[0]
+        if int(first.get("code", 0)) == 11000:
+            total = (first.get("keyValue") or {}).get("_id")
+            return f"would take a unit's own share of {total!r} past {OWN_TOTAL_BOUND:,}"
+        return f"refused by the database (code {first.get('code')}): {first.get('errmsg', '')}"[
+            :300
+        ]
+    if isinstance(exc, OperationFailure) and exc.code in DATA_ERROR_CODES:
+        if exc.has_error_label("TransientTransactionError"):
+            return None
+        return f"refused by the database (code {exc.code}): {exc}"[:300]
+    return None
+
+
+def _merged(reports: Sequence[BatchReport]) -> BatchReport:
+    merged = BatchReport()
+    for report in reports:
+        merged.records += report.records
+        merged.skipped_already_applied += report.skipped_already_applied
+        merged.dead_letters += report.dead_letters
+        merged.outcome.accepted += report.outcome.accepted
+        merged.outcome.duplicates += report.outcome.duplicates
+        merged.outcome.voids_applied += report.outcome.voids_applied
+        merged.outcome.voids_pending += report.outcome.voids_pending
+        for kind, count in report.by_type.items():
+            merged.by_type[kind] = merged.by_type.get(kind, 0) + count
+        newest = report.newest_occurred_at
+        if newest is not None and (
+            merged.newest_occurred_at is None or newest > merged.newest_occurred_at
+        ):
+            merged.newest_occurred_at = newest
+    return merged
 
 
 # More than any batch holds: a redo of the batch never finds its letters forgotten.

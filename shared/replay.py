@@ -276,6 +276,7 @@ async def rebuild(
     async def try_switch() -> bool:
         return await switch_generation(live, new, settings.events_topic, catalog_version)
 
+    await new.mark_ledger_scheme()
     try:
         stats = await replay(settings, new, on_idle=try_switch, through_log_end=through_log_end)
     except BaseException:

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from deploy.local.stack import REPO, LocalStack, Process, free_port, started_stack
+from shared.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +91,15 @@ class Pipeline:
             time.sleep(0.1)
         raise AssertionError(
             f"totals not caught up with {since} after {timeout_s} s (as_of {as_of})"
+        )
+
+    def settings(self) -> Settings:
+        """Settings naming this pipeline's broker and topics, for the admin's functions."""
+        return Settings(
+            kafka_bootstrap=self.env["KAFKA_BOOTSTRAP"],
+            events_topic=self.env["EVENTS_TOPIC"],
+            deadletter_topic=self.env["DEADLETTER_TOPIC"],
+            consumer_group=self.env["CONSUMER_GROUP"],
         )
 
     def create_token(self, role: str, scope: Sequence[str] = ()) -> tuple[str, str]:

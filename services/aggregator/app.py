@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaMessage
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.adapters.aggregator_metrics import TimedStore, observe_batch, report_lag_forever
 from shared.adapters.catalog import CatalogCache
@@ -44,6 +45,29 @@ SESSIONS_REAPED = Counter(
     "Open transactions of aggregators gone silent, aborted so that counting goes on",
 )
 DEAD_LETTERS = Counter("aggregator_dead_letters_total", "Records sent to the dead-letter topic")
+COMMIT_FAILING = Gauge(
+    "aggregator_commit_failing_seconds",
+    "How long the batch being retried has failed to commit (0 while batches commit)",
+)
+
+
+class CommitWatch:
+    """Since when the batch in hand has failed to commit: what /healthz and the
+    AggregatorNotCommitting alert read. A poison record cannot hold it up (it is isolated and
+    dead-lettered); only the infrastructure can."""
+
+    def __init__(self) -> None:
+        self.failing_since: float | None = None
+
+    def failed(self) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    def committed(self) -> None:
+        self.failing_since = None
+
+    def failing_for(self) -> float:
+        return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
@@ -53,27 +77,35 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     catalog = CatalogCache(store)
     broker = make_broker(settings, client_id="aggregator")
 
+    async def send_dead_letter(letter: DeadLetter) -> None:
+        record = letter.record
+        headers = {
+            "reason": letter.reason[:1000],
+            "source": f"{record.topic}:{record.partition}:{record.offset}",
+        }
+        if record.key is not None:
+            # A re-drive must land on the partition the producer chose (a void beside the
+            # event it voids), so the original key travels with the letter.
+            headers["key"] = record.key.decode(errors="replace")
+        await broker.publish(
+            record.value or b"",
+            settings.deadletter_topic,
+            key=f"{record.topic}:{record.partition}:{record.offset}".encode(),
+            headers=headers,
+        )
+
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
-        for letter in letters:
-            record = letter.record
-            headers = {
-                "reason": letter.reason[:1000],
-                "source": f"{record.topic}:{record.partition}:{record.offset}",
-            }
-            if record.key is not None:
-                # A re-drive must land on the partition the producer chose (a void beside the
-                # event it voids), so the original key travels with the letter.
-                headers["key"] = record.key.decode(errors="replace")
-            await broker.publish(
-                record.value or b"",
-                settings.deadletter_topic,
-                key=f"{record.topic}:{record.partition}:{record.offset}".encode(),
-                headers=headers,
-            )
+        # Side by side, so the producer batches them: an attack can dead-letter thousands of
+        # records at once, and one acknowledged round trip each would hold the batch up.
+        for start in range(0, len(letters), 500):
+            chunk = letters[start : start + 500]
+            await asyncio.gather(*(send_dead_letter(letter) for letter in chunk))
         DEAD_LETTERS.inc(len(letters))
 
     sessions = TransactionSessions(store.db, stale_after_s=settings.aggregator_stale_after_s)
     applier = BatchApplier(store, catalog, send_dead_letters, sessions)
+    watch = CommitWatch()
+    COMMIT_FAILING.set_function(watch.failing_for)
 
     subscriber = broker.subscriber(
         settings.events_topic,
@@ -107,8 +139,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             try:
                 with BATCH_DURATION.time():
                     report = await applier.apply(records)
+                watch.committed()
                 break
             except Exception:
+                watch.failed()
                 BATCH_RETRIES.inc()
                 log.exception("batch of %d records failed; retrying in %.1f s", len(records), delay)
                 await asyncio.sleep(delay)
@@ -165,6 +199,13 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def start() -> None:
         await store.ensure_indexes()
         await catalog.reload()
+        await store.follow_generation()
+        if await store.ledger_scheme() == "event":
+            log.error(
+                "the ledger predates unit-scoped event ids: run `python -m shared.admin init` "
+                "once (it rebuilds the totals from the log); until then a re-post of an event "
+                "counted before the upgrade is counted again"
+            )
 
     async def started() -> None:
         background.append(asyncio.create_task(mark_caught_up_forever()))
@@ -183,6 +224,14 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     @get
     async def healthz(scope: Any) -> AsgiResponse:
+        failing_for = watch.failing_for()
+        if failing_for > settings.aggregator_unhealthy_after_s:
+            body = {
+                "status": "failing",
+                "service": "aggregator",
+                "detail": f"no batch committed for {failing_for:.0f} s; see the service's log",
+            }
+            return AsgiResponse(json.dumps(body).encode(), 503)
         return AsgiResponse(json.dumps({"status": "ok", "service": "aggregator"}).encode(), 200)
 
     @get

@@ -25,12 +25,16 @@ from shared.domain.events import Event
 from shared.domain.intake import (
     Problem,
     RejectedBatch,
+    foreign_records,
+    foreign_voids,
     out_of_scope,
     parse_events,
     split_duplicates,
     unknown_units,
+    void_probes,
 )
 from shared.domain.safety import UnsafeInput, local_day_start, strict_json
+from shared.domain.units import UnitTree
 from shared.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1 << 20
@@ -63,6 +67,36 @@ def _problem_response(
     return JSONResponse(
         {"detail": detail, "errors": [problem.to_dict() for problem in problems]}, status
     )
+
+
+async def _foreign_events(
+    store: Store, events: list[Event], tree: UnitTree, principal: Principal
+) -> list[Problem]:
+    """Events that would touch another unit's numbers, as far as ingest can know: events about
+    a record another unit owns, and voids of an event the poster may see in another unit
+    (the aggregator refuses the rest: a record's events there, and a void counts nothing
+    outside its own unit whatever it names)."""
+    owners = await store.record_owners(e.subject_id for e in events if e.subject_id)
+    foreign = foreign_records(events, owners)
+    if not any(event.voids for event in events):
+        return foreign
+    visible = [
+        unit.id
+        for unit in tree.units()
+        if principal.is_admin or tree.is_within(unit.id, principal.scope)
+    ]
+    probes = void_probes(events, visible)
+    if probes:
+        own_keys = {key for e in events if (key := e.voids_key) is not None}
+        found = await store.already_accepted([*probes, *own_keys])
+        own = {e.voids for e in events if e.voids_key in found}
+        elsewhere = {
+            target: unit
+            for key, (target, unit) in probes.items()
+            if key in found and target not in own
+        }
+        foreign.extend(foreign_voids(events, elsewhere))
+    return foreign
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -181,17 +215,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             outside = out_of_scope(events, tree, principal.scope)
             if outside:
                 return _problem_response(403, "events outside the token's scope", outside, "scope")
-        ids = [event.event_id for event in events]
+        foreign = await _foreign_events(store, events, tree, principal)
+        if foreign:
+            return _problem_response(422, "invalid events", foreign, "foreign")
+        # Events are told apart by their id within their unit (`Event.key`).
+        keys = [event.key for event in events]
         try:
-            async with in_flight.claim(ids):
-                known = {event_id for event_id in ids if event_id in recent}
-                known |= await store.already_accepted([i for i in ids if i not in known])
+            async with in_flight.claim(keys):
+                known = {key for key in keys if key in recent}
+                known |= await store.already_accepted([key for key in keys if key not in known])
                 fresh, duplicates = split_duplicates(events, known)
                 with PUBLISH_LATENCY.time():
                     await publisher.publish(fresh)
-                fresh_ids = [event.event_id for event in fresh]
-                await store.remember_accepted(fresh_ids)
-                recent.remember(fresh_ids)
+                fresh_keys = [event.key for event in fresh]
+                await store.remember_accepted(fresh_keys)
+                recent.remember(fresh_keys)
         except BrokerUnavailable:
             EVENTS_REJECTED.labels("broker_unavailable").inc()
             return JSONResponse(

@@ -40,6 +40,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from shared.domain.bounds import OWN_TOTAL_BOUND, OwnCell
 from shared.domain.campaigns import Campaign, Target
 from shared.domain.certification import StatusEntry, SubjectState
 from shared.domain.ledger import CountedEvent, Known, Outcome
@@ -191,6 +192,23 @@ class Store:
         for collection in (old.totals, old.ledger, old.offsets, old.subjects):
             await collection.drop()
 
+    async def ledger_scheme(self) -> str:
+        """How this generation's ledger tells events apart: `unit` (an id within its unit,
+        `Event.key`), or `event` for a ledger written before ids belonged to their unit (its
+        totals stay right, but it must be rebuilt before a re-post of its ids is known)."""
+        marker = await self.meta.find_one({"_id": f"ledger-scheme:{self.generation}"})
+        if marker is not None:
+            return str(marker["scheme"])
+        if await self.ledger.find_one({}, {"_id": 1}) is not None:
+            return "event"
+        await self.mark_ledger_scheme()
+        return "unit"
+
+    async def mark_ledger_scheme(self) -> None:
+        await self.meta.update_one(
+            {"_id": f"ledger-scheme:{self.generation}"}, {"$set": {"scheme": "unit"}}, upsert=True
+        )
+
     async def ensure_indexes(self) -> None:
         await self.totals.create_index([("u", 1), ("m", 1)])
         await self.ledger.create_index("ids")
@@ -339,10 +357,10 @@ class Store:
             query = {"ids": {"$in": list(wanted)}}
             async for doc in self.ledger.find(query, {"ev": 1}, session=session):
                 for item in doc["ev"]:
-                    event_id = item[0]
-                    if event_id in wanted:
-                        counted[event_id] = CountedEvent(
-                            event_id,
+                    key = item[0]
+                    if key in wanted:
+                        counted[key] = CountedEvent(
+                            key,
                             item[1],
                             _parse_local_date(item[2]),
                             {metric_name(k): int(v) for k, v in item[3].items()},
@@ -362,6 +380,7 @@ class Store:
                     StatusEntry(datetime.fromisoformat(entry[0]), entry[1], entry[2], entry[3])
                     for entry in doc["entries"]
                 ],
+                doc.get("o"),
             )
             async for doc in self.subjects.find({"_id": {"$in": subject_ids}}, session=session)
         }
@@ -394,12 +413,10 @@ class Store:
                         # The first chunk keeps the batch's own id; the rest are numbered.
                         "_id": entry_id if number == 0 else f"{entry_id}+{number}",
                         "at": datetime.now(UTC),
-                        "ids": [
-                            record.event_id for record in counted[start : start + LEDGER_CHUNK]
-                        ],
+                        "ids": [record.key for record in counted[start : start + LEDGER_CHUNK]],
                         "ev": [
                             [
-                                record.event_id,
+                                record.key,
                                 record.unit_id,
                                 f"{record.day.year:04d}-{record.day.month:02d}-{record.day.day:02d}",
                                 {metric_key(k): v for k, v in record.increments.items()},
@@ -421,9 +438,15 @@ class Store:
                 {"_id": state.subject_id},
                 {
                     "entries": [
-                        [e.occurred_at.astimezone(UTC).isoformat(), e.event_id, e.status, e.unit_id]
-                        for e in state.entries
-                    ]
+                        [
+                            entry.occurred_at.astimezone(UTC).isoformat(),
+                            entry.event_key,
+                            entry.status,
+                            entry.unit_id,
+                        ]
+                        for entry in state.entries
+                    ],
+                    "o": state.owner,
                 },
                 upsert=True,
             )
@@ -754,6 +777,29 @@ class Store:
                 }
             )
 
+    async def own_totals(self, cells: Iterable[OwnCell]) -> dict[OwnCell, dict[str, int]]:
+        """Each unit's own share of these months (`shared.domain.bounds`), by metric."""
+        ids = sorted({f"{unit_id}|{month}" for unit_id, month in cells})
+        result: dict[OwnCell, dict[str, int]] = {}
+        async for doc in self.totals.find({"_id": {"$in": ids}}, {"u": 1, "m": 1, "o": 1}):
+            own = doc.get("o") or {}
+            result[(doc["u"], doc["m"])] = {metric_name(k): int(v) for k, v in own.items()}
+        return result
+
+    async def record_owners(self, subject_ids: Iterable[str]) -> dict[str, str]:
+        """The unit each of these records (`subject_id`) belongs to, as counted so far."""
+        wanted = sorted(set(subject_ids))
+        if not wanted:
+            return {}
+        await self.follow_generation(max_age_s=1.0)
+        owners = {}
+        async for doc in self.subjects.find({"_id": {"$in": wanted}}):
+            # A record stored before owners were kept: its first entry's unit owns it.
+            owner = doc.get("o") or (doc["entries"][0][3] if doc.get("entries") else None)
+            if owner is not None:
+                owners[doc["_id"]] = str(owner)
+        return owners
+
     async def already_accepted(self, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
@@ -816,6 +862,13 @@ def _parse_local_date(text: str) -> LocalDate:
     return LocalDate(year, month, day)
 
 
+class OverBound(ValueError):
+    """A batch would take a unit's own share of a month past `OWN_TOTAL_BOUND`."""
+
+    def __init__(self, totals_id: str) -> None:
+        super().__init__(f"would take a unit's own share of {totals_id!r} past {OWN_TOTAL_BOUND:,}")
+
+
 def _total_updates(outcome: Outcome) -> list[UpdateOne]:
     months: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for (unit_id, day), increments in outcome.cells.items():
@@ -826,13 +879,33 @@ def _total_updates(outcome: Outcome) -> list[UpdateOne]:
             key = metric_key(metric)
             fields[f"t.{key}"] = fields.get(f"t.{key}", 0) + value
             fields[f"d.{day.day_key}.{key}"] = fields.get(f"d.{day.day_key}.{key}", 0) + value
+    # A unit's own share of each month ("o"), which `OWN_TOTAL_BOUND` bounds (readers sum "t"
+    # and "d" only).
+    for (unit_id, day), increments in outcome.own_cells.items():
+        fields = months[(unit_id, day.month_key)]
+        for metric, value in increments.items():
+            if value != 0:
+                key = f"o.{metric_key(metric)}"
+                fields[key] = fields.get(key, 0) + value
     updates = []
     for (unit_id, month_key), fields in months.items():
         if not fields:
             continue
+        # The bound is checked by the write: a unit whose own share this increment would take
+        # past OWN_TOTAL_BOUND matches no document, so the upsert tries to insert a second
+        # document with the same `_id` and fails with a duplicate key, which
+        # `shared.aggregation` isolates to the events that cause it.
+        bounded = {
+            path: {"$not": {"$gt": OWN_TOTAL_BOUND - value}}
+            for path, value in fields.items()
+            if path.startswith("o.") and value > 0
+        }
+        if any(value > OWN_TOTAL_BOUND for value in fields.values()):
+            # Past the bound on its own: an upsert creating the document would not check it.
+            raise OverBound(f"{unit_id}|{month_key}")
         updates.append(
             UpdateOne(
-                {"_id": f"{unit_id}|{month_key}"},
+                {"_id": f"{unit_id}|{month_key}", **bounded},
                 {
                     "$inc": fields,
                     "$setOnInsert": {"u": unit_id, "y": int(month_key[:4]), "m": month_key},

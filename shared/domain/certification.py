@@ -12,7 +12,7 @@ from shared.domain.periods import LocalDate
 @dataclass(frozen=True, slots=True)
 class StatusEntry:
     occurred_at: datetime
-    event_id: str
+    event_key: str  # the event's id within its unit (`Event.key`)
     status: str
     unit_id: str
 
@@ -27,17 +27,27 @@ class StatusEntry:
 
 @dataclass(slots=True)
 class SubjectState:
-    """Every status event of one record that still counts (voided ones are removed)."""
+    """Every status event of one record that still counts (voided ones are removed), and the
+    unit the record belongs to: the unit of its first event, for good (contract, "Events
+    belong to their unit"), so another unit's events can never move it between statuses."""
 
     subject_id: str
     entries: list[StatusEntry] = field(default_factory=list)
+    owner: str | None = None
+
+    def __post_init__(self) -> None:
+        # A record stored before owners were kept: its first entry's unit owns it.
+        if self.owner is None and self.entries:
+            self.owner = self.entries[0].unit_id
 
     def current(self) -> StatusEntry | None:
-        # Ties on occurred_at are broken by event id so every replay picks the same winner.
-        return max(self.entries, key=lambda e: (e.occurred_at, e.event_id), default=None)
+        # Ties on occurred_at are broken by event key so every replay picks the same winner.
+        return max(self.entries, key=lambda e: (e.occurred_at, e.event_key), default=None)
 
     def add(self, entry: StatusEntry) -> None:
+        if self.owner is None:
+            self.owner = entry.unit_id
         self.entries.append(entry)
 
-    def remove(self, event_id: str) -> None:
-        self.entries = [entry for entry in self.entries if entry.event_id != event_id]
+    def remove(self, event_key: str) -> None:
+        self.entries = [entry for entry in self.entries if entry.event_key != event_key]

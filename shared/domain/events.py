@@ -29,6 +29,12 @@ from pydantic_core import PydanticCustomError
 from shared.domain.safety import occurred_at_reason, unsafe_text_reason
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+# The largest `amount_vnd` one payment may carry: 1,000 billion VND (about 40 million USD).
+# The seed report's largest figure is a province's whole year, tens of billions of VND; no
+# single tax or fee paid online comes near this bound. Checked at intake only, so a record
+# already in the log is never refused by a rule it predates (the totals' own bound still
+# holds for it, see `shared.domain.bounds`).
+MAX_AMOUNT_VND = 10**12
 MAX_EVENTS_PER_REQUEST = 1000
 UNIT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 # Ids and keys that end up in MongoDB documents and Prometheus labels: no `$`, no `.`, no spaces.
@@ -146,7 +152,7 @@ class Event(BaseModel):
     def _type_rules(self, info: ValidationInfo) -> Event:
         violation = type_rule_violation(self)
         if violation is None and info.context:
-            violation = _unsafe_attribute(self)
+            violation = _unsafe_attribute(self) or _amount_over_bound(self)
         if violation is not None:
             field, message = violation
             # The field travels in ctx so an API can name it, as the contract asks.
@@ -160,9 +166,35 @@ class Event(BaseModel):
         value = self.attributes.get("voids") if self.type == EventType.EVENT_VOIDED else None
         return value if isinstance(value, str) else None
 
+    @property
+    def key(self) -> str:
+        """The event's identity: its id within its unit (contract, "Events belong to their
+        unit"). The same id for another unit is another event, so no team can squat or probe
+        another's ids."""
+        return event_key(self.unit_id, self.event_id)
+
+    @property
+    def voids_key(self) -> str | None:
+        """The identity of the event this void takes back: one of its own unit's, always."""
+        target = self.voids
+        return None if target is None else event_key(self.unit_id, target)
+
     def partition_key(self) -> bytes:
-        """Kafka key: a void travels with the event it voids, so one consumer sees both in order."""
-        return (self.voids or self.event_id).encode()
+        """Kafka key. A record's events share one partition, so the first of them (the one
+        whose unit owns the record) is first in every replay too; a void travels with the
+        event it voids, so one consumer sees both in order."""
+        return (self.voids or self.subject_id or self.event_id).encode()
+
+
+def event_key(unit_id: str, event_id: str) -> str:
+    # Unit ids are slugs without "/", so the first "/" always ends the unit.
+    return f"{unit_id}/{event_id}"
+
+
+def _amount_over_bound(event: Event) -> tuple[str, str] | None:
+    if event.amount_vnd is not None and event.amount_vnd > MAX_AMOUNT_VND:
+        return "amount_vnd", f"must be at most {MAX_AMOUNT_VND:,} VND for one payment"
+    return None
 
 
 def _unsafe_attribute(event: Event) -> tuple[str, str] | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from shared.domain.events import MAX_EVENTS_PER_REQUEST, Event
+from shared.domain.events import MAX_EVENTS_PER_REQUEST, Event, EventType, event_key
 from shared.domain.units import UnitTree
 
 
@@ -105,14 +106,75 @@ def out_of_scope(events: list[Event], tree: UnitTree, scope: tuple[str, ...]) ->
 
 
 def split_duplicates(events: list[Event], already_accepted: set[str]) -> tuple[list[Event], int]:
-    """New events (first occurrence of each id) and how many were duplicates."""
+    """New events (first occurrence of each key, `Event.key`: an id within its unit) and how
+    many were duplicates. `already_accepted` holds keys."""
     fresh: list[Event] = []
     seen = set(already_accepted)
     duplicates = 0
     for event in events:
-        if event.event_id in seen:
+        if event.key in seen:
             duplicates += 1
             continue
-        seen.add(event.event_id)
+        seen.add(event.key)
         fresh.append(event)
     return fresh, duplicates
+
+
+def foreign_records(events: list[Event], owners: Mapping[str, str]) -> list[Problem]:
+    """Events about a record (`subject_id`) that another unit owns: the unit of the record's
+    first event, as the store knows it (`owners`) or as this request itself names it."""
+    claimed = dict(owners)
+    problems = []
+    for index, event in enumerate(events):
+        if event.subject_id is None or event.type != EventType.CERTIFICATION_STATUS:
+            continue
+        owner = claimed.setdefault(event.subject_id, event.unit_id)
+        if owner != event.unit_id:
+            problems.append(
+                Problem(
+                    index,
+                    "subject_id",
+                    "this record belongs to another unit; its events are posted by that unit",
+                )
+            )
+    return problems
+
+
+def foreign_voids(events: list[Event], targets_elsewhere: Mapping[str, str]) -> list[Problem]:
+    """Voids whose target is an event of another unit (`targets_elsewhere`: the target's id ->
+    the unit that holds it, among the units the poster may see). A void takes back only an
+    event of its own unit: posted as it is, it would count nothing."""
+    problems = []
+    for index, event in enumerate(events):
+        target = event.voids
+        if target is not None and target in targets_elsewhere:
+            problems.append(
+                Problem(
+                    index,
+                    "attributes.voids",
+                    f"names an event of unit {targets_elsewhere[target]!r}, not of "
+                    f"{event.unit_id!r}: a void takes back its own unit's events only; post "
+                    "it with that unit_id",
+                )
+            )
+    return problems
+
+
+# Keys asked of the store per request to find voids of other units' events: one per void and
+# unit the poster may see. A correction names a few events; a larger request of voids is only
+# checked by the rule that makes it count nothing outside its unit.
+MAX_VOID_PROBES = 2_000
+
+
+def void_probes(events: list[Event], visible_units: list[str]) -> dict[str, tuple[str, str]]:
+    """The keys under which the voids' targets would be events of other units the poster may
+    see: key -> (target id, unit). Empty when there would be more than `MAX_VOID_PROBES`."""
+    voids = [(event.unit_id, event.voids) for event in events if event.voids is not None]
+    if not voids or len(voids) * len(visible_units) > MAX_VOID_PROBES:
+        return {}
+    return {
+        event_key(unit, target): (target, unit)
+        for own_unit, target in voids
+        for unit in visible_units
+        if unit != own_unit
+    }

@@ -26,7 +26,7 @@ Cell = tuple[str, LocalDate]  # (unit_id, local day): the finest grain a total i
 class CountedEvent:
     """What is remembered of each event that was counted: enough to take it back if voided."""
 
-    event_id: str
+    key: str  # `Event.key`: the event's id within its unit
     unit_id: str
     day: LocalDate
     increments: Increments
@@ -35,11 +35,19 @@ class CountedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Known:
-    """What the store already knows about the ids of a batch."""
+    """What the store already knows about the keys of a batch."""
 
     counted: Mapping[str, CountedEvent] = field(default_factory=dict)
     voided: frozenset[str] = frozenset()
     subjects: Mapping[str, SubjectState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An event that is valid but may not count: it names another unit's record."""
+
+    event: Event
+    reason: str
 
 
 @dataclass(slots=True)
@@ -49,6 +57,7 @@ class Outcome:
     counted: list[CountedEvent] = field(default_factory=list)
     newly_voided: list[str] = field(default_factory=list)
     subjects: dict[str, SubjectState] = field(default_factory=dict)  # changed ones, to write
+    refused: list[Refusal] = field(default_factory=list)  # to the dead-letter topic
     accepted: int = 0
     duplicates: int = 0
     voids_applied: int = 0
@@ -69,6 +78,11 @@ class Outcome:
             cell[metric] = cell.get(metric, 0) + value
 
     @property
+    def own_cells(self) -> Mapping[Cell, Increments]:
+        """Increments per cell of the unit the events name, without rollups."""
+        return self._own
+
+    @property
     def cells(self) -> dict[Cell, Increments]:
         """Increments per cell, with rollups: every unit's, its ancestors' included."""
         cells: dict[Cell, Increments] = defaultdict(dict)
@@ -83,9 +97,14 @@ class Outcome:
 def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
     """Fold events, in log order, into increments. Every unit in `events` must be in `tree`.
 
-    - An `event_id` already counted (before or earlier in the batch) is a duplicate: no effect.
+    Events are told apart by `Event.key`, their id within their unit:
+    - A key already counted (before or earlier in the batch) is a duplicate: no effect.
     - A void removes its target's contribution; a void that arrives first makes the target count
       for nothing when it comes. A voided event posted again is a duplicate, so it stays voided.
+      A void names an event of its own unit only (its key is built from the void's unit), so
+      no unit can take back another's events.
+    - A record (`subject_id`) belongs to the unit of its first event; another unit's events
+      about it are refused (`Outcome.refused`) and count nothing.
     """
     outcome = Outcome()
     counted: dict[str, CountedEvent] = dict(known.counted)
@@ -95,7 +114,11 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
     def subject(subject_id: str) -> SubjectState:
         if subject_id not in subjects:
             prior = known.subjects.get(subject_id)
-            subjects[subject_id] = SubjectState(subject_id, list(prior.entries if prior else []))
+            subjects[subject_id] = SubjectState(
+                subject_id,
+                list(prior.entries if prior else []),
+                prior.owner if prior else None,
+            )
         return subjects[subject_id]
 
     def restate(state: SubjectState, change: Callable[[], None]) -> None:
@@ -111,16 +134,17 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
             outcome.add(tree, after.unit_id, after.day, {after.metric: 1})
 
     for event in events:
-        if event.event_id in counted:
+        key = event.key
+        if key in counted:
             outcome.duplicates += 1
             continue
-        outcome.accepted += 1
         day = LocalDate.of(event.occurred_at)
         if event.type == EventType.EVENT_VOIDED:
-            record = CountedEvent(event.event_id, event.unit_id, day, {})
-            counted[event.event_id] = record
+            outcome.accepted += 1
+            record = CountedEvent(key, event.unit_id, day, {})
+            counted[key] = record
             outcome.counted.append(record)
-            target = event.voids
+            target = event.voids_key
             if target is None or target in voided:
                 continue
             voided.add(target)
@@ -138,22 +162,35 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
             continue
         if event.type == EventType.CERTIFICATION_STATUS:
             assert event.subject_id is not None
-            record = CountedEvent(event.event_id, event.unit_id, day, {}, event.subject_id)
-            counted[event.event_id] = record
-            outcome.counted.append(record)
-            if event.event_id not in voided:
-                entry = StatusEntry(
-                    event.occurred_at,
-                    event.event_id,
-                    str(event.attributes["status"]),
-                    event.unit_id,
+            state = subject(event.subject_id)
+            if state.owner is not None and state.owner != event.unit_id:
+                # Not remembered as counted: should the owner ever pass the record on (by the
+                # admin's correction), the same event posted again is judged afresh.
+                outcome.refused.append(
+                    Refusal(
+                        event,
+                        f"record {event.subject_id!r} belongs to unit {state.owner!r}, "
+                        f"not {event.unit_id!r}",
+                    )
                 )
-                state = subject(event.subject_id)
+                continue
+            outcome.accepted += 1
+            record = CountedEvent(key, event.unit_id, day, {}, event.subject_id)
+            counted[key] = record
+            outcome.counted.append(record)
+            if key in voided:
+                # Voided ahead: it counts nothing, but its unit still owns the record.
+                state.owner = state.owner or event.unit_id
+            else:
+                entry = StatusEntry(
+                    event.occurred_at, key, str(event.attributes["status"]), event.unit_id
+                )
                 restate(state, partial(state.add, entry))
             continue
-        increments = {} if event.event_id in voided else contributions(event)
-        record = CountedEvent(event.event_id, event.unit_id, day, increments)
-        counted[event.event_id] = record
+        outcome.accepted += 1
+        increments = {} if key in voided else contributions(event)
+        record = CountedEvent(key, event.unit_id, day, increments)
+        counted[key] = record
         outcome.counted.append(record)
         if increments:
             outcome.add(tree, event.unit_id, day, increments)
@@ -168,20 +205,22 @@ def subjects_to_look_up(events: Iterable[Event], known: Known) -> set[str]:
         if event.subject_id is not None and event.type == EventType.CERTIFICATION_STATUS
     }
     for event in events:
-        target = known.counted.get(event.voids) if event.voids is not None else None
+        target_key = event.voids_key
+        target = known.counted.get(target_key) if target_key is not None else None
         if target is not None and target.subject_id is not None:
             subject_ids.add(target.subject_id)
     return subject_ids
 
 
 def ids_to_look_up(events: Iterable[Event]) -> set[str]:
-    """Every id the store must be asked about before folding: the events' and their targets'."""
-    ids: set[str] = set()
+    """Every key the store must be asked about before folding: the events' and their targets'."""
+    keys: set[str] = set()
     for event in events:
-        ids.add(event.event_id)
-        if event.voids is not None:
-            ids.add(event.voids)
-    return ids
+        keys.add(event.key)
+        target = event.voids_key
+        if target is not None:
+            keys.add(target)
+    return keys
 
 
 class RecordedIds:
@@ -216,7 +255,7 @@ class RecordedIds:
     def add_outcome(self, outcome: Outcome) -> None:
         """Everything `outcome` has the store record."""
         for record in outcome.counted:
-            self.add(record.event_id)
+            self.add(record.key)
         for target in outcome.newly_voided:
             self.add(target)
         for subject_id in outcome.subjects:

@@ -13,17 +13,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from shared.admin import read_dead_letters
-from shared.settings import Settings
 from tests.conftest import Pipeline, at, make_event
-
-
-def _settings(pipeline: Pipeline) -> Settings:
-    return Settings(
-        kafka_bootstrap=pipeline.env["KAFKA_BOOTSTRAP"],
-        events_topic=pipeline.env["EVENTS_TOPIC"],
-        deadletter_topic=pipeline.env["DEADLETTER_TOPIC"],
-        consumer_group=pipeline.env["CONSUMER_GROUP"],
-    )
 
 
 def test_poison_goes_to_dead_letters_and_never_stops_counting(pipeline: Pipeline) -> None:
@@ -57,7 +47,7 @@ def test_poison_goes_to_dead_letters_and_never_stops_counting(pipeline: Pipeline
     asyncio.run(produce())
     pipeline.wait_reflected()
     assert pipeline.total("binh-phuoc", "smartphone.replaced", "day:2005-05-05")["value"] == 200
-    letters = asyncio.run(read_dead_letters(_settings(pipeline)))
+    letters = asyncio.run(read_dead_letters(pipeline.settings()))
     mine = [letter for letter in letters if letter["raw"] in poison]
     assert sorted(letter["raw"] for letter in mine) == sorted(poison)
     reasons = {letter["raw"]: letter["reason"] for letter in mine}
@@ -86,6 +76,6 @@ def test_poison_goes_to_dead_letters_and_never_stops_counting(pipeline: Pipeline
     pipeline.wait_reflected()
     assert pipeline.total("bu-dang-xa-moi", "smartphone.replaced", "day:2005-05-05")["value"] == 1
     assert pipeline.total("binh-phuoc", "smartphone.replaced", "day:2005-05-05")["value"] == 201
-    again = asyncio.run(read_dead_letters(_settings(pipeline)))
+    again = asyncio.run(read_dead_letters(pipeline.settings()))
     assert sum(1 for letter in again if letter["raw"] in poison[:3]) == 6  # 3 came back
     assert sum(1 for letter in again if letter["raw"] == poison[3]) == 1  # the orphan did not

@@ -189,8 +189,8 @@ def test_a_fold_made_ahead_holds_only_for_its_tree_its_events_and_nothing_known(
     assert not ahead.holds_for(tree, events[:-1], Known())
     copies = [Event.model_validate(e.model_dump()) for e in events]
     assert not ahead.holds_for(tree, copies, Known())  # equal events, not the same ones
-    counted = CountedEvent(events[0].event_id, UNITS[0], LocalDate(2025, 1, 1), {})
-    assert not ahead.holds_for(tree, events, Known(counted={counted.event_id: counted}))
-    assert not ahead.holds_for(tree, events, Known(voided=frozenset({events[1].event_id})))
+    counted = CountedEvent(events[0].key, UNITS[0], LocalDate(2025, 1, 1), {})
+    assert not ahead.holds_for(tree, events, Known(counted={counted.key: counted}))
+    assert not ahead.holds_for(tree, events, Known(voided=frozenset({events[1].key})))
     subject = SubjectState("dossier-1", [])
     assert not ahead.holds_for(tree, events, Known(subjects={"dossier-1": subject}))

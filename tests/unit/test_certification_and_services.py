@@ -20,12 +20,14 @@ TREE = UnitTree(
 )
 
 
-def status(event_id: str, subject: str, value: str, day: int, hour: int = 9) -> Event:
+def status(
+    event_id: str, subject: str, value: str, day: int, hour: int = 9, unit: str = "c"
+) -> Event:
     return Event.model_validate(
         {
             "event_id": event_id,
             "type": "certification.status",
-            "unit_id": "c",
+            "unit_id": unit,
             "subject_id": subject,
             "occurred_at": datetime(2024, 4, day, hour, tzinfo=ICT),
             "attributes": {"status": value},
@@ -90,12 +92,44 @@ def test_voiding_the_latest_status_restores_the_one_before() -> None:
         TREE,
     )
     assert net(outcome) == {"certification.pending_seal": 1}
-    assert [e.event_id for e in outcome.subjects["r1"].entries] == ["e1"]
+    assert [e.event_key for e in outcome.subjects["r1"].entries] == ["c/e1"]
+
+
+def test_a_record_belongs_to_the_unit_of_its_first_event() -> None:
+    events = [
+        status("e1", "r1", "completed", 20),
+        # Another unit, later: would move the record out of `completed` into its own count.
+        status("x1", "r1", "cancelled", 22, unit="s"),
+    ]
+    outcome = fold(events, Known(), TREE)
+    assert net(outcome) == {"certification.completed": 1}
+    assert net(outcome, "s") == {}
+    assert [(r.event.event_id, "belongs to unit 'c'" in r.reason) for r in outcome.refused] == [
+        ("x1", True)
+    ]
+    assert outcome.accepted == 1 and outcome.subjects["r1"].owner == "c"
+    # Across batches: the owner comes with the history from the store.
+    later = fold(
+        [status("x2", "r1", "rejected", 23, unit="s")],
+        Known(subjects={"r1": outcome.subjects["r1"]}),
+        TREE,
+    )
+    assert net(later) == {} and len(later.refused) == 1
+
+
+def test_a_record_stored_before_owners_were_kept_belongs_to_its_first_entry() -> None:
+    legacy = SubjectState(
+        "r1", [StatusEntry(datetime(2024, 4, 21, 9, tzinfo=ICT), "e2", "pending_seal", "c")]
+    )
+    assert legacy.owner == "c"
+    intruder = status("x", "r1", "completed", 22, unit="s")
+    outcome = fold([intruder], Known(subjects={"r1": legacy}), TREE)
+    assert net(outcome) == {} and len(outcome.refused) == 1
 
 
 def test_subjects_of_voided_targets_are_looked_up() -> None:
     first = fold([status("e1", "r9", "completed", 20)], Known(), TREE)
-    counted = {c.event_id: c for c in first.counted}
+    counted = {c.key: c for c in first.counted}
     assert subjects_to_look_up([void("v", "e1")], Known(counted=counted)) == {"r9"}
 
 

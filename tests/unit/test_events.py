@@ -5,7 +5,14 @@ import pytest
 from pydantic import ValidationError
 
 from shared.domain.events import Event, EventType
-from shared.domain.intake import RejectedBatch, parse_events, split_duplicates
+from shared.domain.intake import (
+    RejectedBatch,
+    foreign_records,
+    foreign_voids,
+    parse_events,
+    split_duplicates,
+    void_probes,
+)
 
 NOW = datetime(2024, 4, 22, 10, 0, tzinfo=UTC)
 
@@ -103,9 +110,65 @@ def test_batch_limits() -> None:
 
 def test_duplicates_within_and_across_requests() -> None:
     events = parse_events([event(event_id="a"), event(event_id="b"), event(event_id="a")], NOW)
-    fresh, duplicates = split_duplicates(events, {"b"})
+    fresh, duplicates = split_duplicates(events, {events[1].key})
     assert [e.event_id for e in fresh] == ["a"]
     assert duplicates == 2
+
+
+def test_ids_are_told_apart_within_their_unit() -> None:
+    other_unit = event(event_id="a", unit_id="dong-xoai")
+    events = parse_events([event(event_id="a"), other_unit, event(event_id="a")], NOW)
+    fresh, duplicates = split_duplicates(events, set())
+    assert [(e.unit_id, e.event_id) for e in fresh] == [
+        ("bu-dang-minh-hung", "a"),
+        ("dong-xoai", "a"),
+    ]
+    assert duplicates == 1
+    assert events[0].key == "bu-dang-minh-hung/a" and events[1].key == "dong-xoai/a"
+
+
+def test_a_record_event_is_keyed_by_its_record() -> None:
+    certified = Event.model_validate(
+        event(
+            event_id="c-1",
+            type="certification.status",
+            subject_id="dossier-7",
+            attributes={"status": "completed"},
+        )
+    )
+    assert certified.partition_key() == b"dossier-7"
+
+
+def test_one_payment_is_bounded_at_intake() -> None:
+    largest = event(type="payment.succeeded", attributes={"kind": "fee"}, amount_vnd=10**12)
+    assert parse_events([largest], NOW)[0].amount_vnd == 10**12
+    with pytest.raises(RejectedBatch) as refused:
+        parse_events([{**largest, "amount_vnd": 10**12 + 1}], NOW)
+    problems = refused.value.problems
+    assert [(p.field, "at most 1,000,000,000,000" in p.message) for p in problems] == [
+        ("amount_vnd", True)
+    ]
+
+
+def test_records_of_another_unit_and_voids_of_its_events_are_named() -> None:
+    mine = event(
+        event_id="c-1",
+        type="certification.status",
+        subject_id="dossier-7",
+        attributes={"status": "completed"},
+    )
+    theirs = {**mine, "event_id": "c-2", "unit_id": "dong-xoai"}
+    events = parse_events([mine, theirs], NOW)
+    assert [(p.index, p.field) for p in foreign_records(events, {})] == [(1, "subject_id")]
+    assert [p.index for p in foreign_records(events[:1], {"dossier-7": "dong-xoai"})] == [0]
+    void = parse_events(
+        [event(event_id="v", type="event.voided", attributes={"voids": "t-1"})], NOW
+    )
+    probes = void_probes(void, ["bu-dang-minh-hung", "dong-xoai"])
+    assert probes == {"dong-xoai/t-1": ("t-1", "dong-xoai")}
+    problems = foreign_voids(void, {"t-1": "dong-xoai"})
+    assert [(p.field, "'dong-xoai'" in p.message) for p in problems] == [("attributes.voids", True)]
+    assert foreign_voids(void, {}) == []
 
 
 def test_model_is_strict_about_money() -> None:

@@ -67,25 +67,25 @@ def test_local_day_decides_the_cell() -> None:
 
 
 def test_duplicates_in_a_batch_and_from_the_store_count_once() -> None:
-    earlier = CountedEvent("b", "c", DAY, {"eid.activated": 1})
-    outcome = fold([ev("a"), ev("a"), ev("b")], Known(counted={"b": earlier}), TREE)
+    earlier = CountedEvent("c/b", "c", DAY, {"eid.activated": 1})
+    outcome = fold([ev("a"), ev("a"), ev("b")], Known(counted={"c/b": earlier}), TREE)
     assert outcome.cells[("p", DAY)] == {"eid.activated": 1}
     assert (outcome.accepted, outcome.duplicates) == (1, 2)
-    assert [c.event_id for c in outcome.counted] == ["a"]
+    assert [c.key for c in outcome.counted] == ["c/a"]
 
 
 def test_void_after_event_in_same_batch_cancels_it() -> None:
     outcome = fold([pay("a", 500), void("v", "a")], Known(), TREE)
     assert outcome.cells[("p", DAY)] == {"payment.nvtc.count": 0, "payment.nvtc.amount_vnd": 0}
-    assert outcome.newly_voided == ["a"]
+    assert outcome.newly_voided == ["c/a"]
 
 
 def test_void_of_event_counted_earlier_subtracts_its_contribution() -> None:
     earlier = CountedEvent(
-        "a", "c2", LocalDate(2024, 3, 1), {"payment.fee.count": 1, "payment.fee.amount_vnd": 700}
+        "c/a", "c", LocalDate(2024, 3, 1), {"payment.fee.count": 1, "payment.fee.amount_vnd": 700}
     )
-    outcome = fold([void("v", "a")], Known(counted={"a": earlier}), TREE)
-    assert outcome.cells[("c2", LocalDate(2024, 3, 1))] == {
+    outcome = fold([void("v", "a")], Known(counted={"c/a": earlier}), TREE)
+    assert outcome.cells[("c", LocalDate(2024, 3, 1))] == {
         "payment.fee.count": -1,
         "payment.fee.amount_vnd": -700,
     }
@@ -93,17 +93,27 @@ def test_void_of_event_counted_earlier_subtracts_its_contribution() -> None:
     assert outcome.voids_applied == 1
 
 
+def test_a_void_takes_back_only_an_event_of_its_own_unit() -> None:
+    elsewhere = CountedEvent("c2/a", "c2", DAY, {"eid.activated": 1})
+    outcome = fold([void("v", "a")], Known(counted={"c2/a": elsewhere}), TREE)
+    assert outcome.cells == {}
+    assert outcome.voids_applied == 0 and outcome.newly_voided == ["c/a"]
+    # The same id in another unit is another event: voided ahead in "c", still counted in "c2".
+    later = fold([ev("a", unit_id="c2")], Known(voided=frozenset({"c/a"})), TREE)
+    assert later.cells[("c2", DAY)] == {"eid.activated": 1}
+
+
 def test_void_before_event_makes_it_count_for_nothing() -> None:
     first = fold([void("v", "a")], Known(), TREE)
-    assert first.voids_pending == 1 and first.newly_voided == ["a"]
-    later = fold([pay("a", 500)], Known(voided=frozenset({"a"})), TREE)
+    assert first.voids_pending == 1 and first.newly_voided == ["c/a"]
+    later = fold([pay("a", 500)], Known(voided=frozenset({"c/a"})), TREE)
     assert later.cells == {}
-    assert [c.event_id for c in later.counted] == ["a"]
+    assert [c.key for c in later.counted] == ["c/a"]
 
 
 def test_voided_event_posted_again_stays_voided() -> None:
-    counted = {"a": CountedEvent("a", "c", DAY, {"eid.activated": 1})}
-    outcome = fold([ev("a")], Known(counted=counted, voided=frozenset({"a"})), TREE)
+    counted = {"c/a": CountedEvent("c/a", "c", DAY, {"eid.activated": 1})}
+    outcome = fold([ev("a")], Known(counted=counted, voided=frozenset({"c/a"})), TREE)
     assert outcome.cells == {}
     assert outcome.duplicates == 1
 
@@ -115,7 +125,13 @@ def test_a_second_void_of_the_same_event_does_nothing() -> None:
 
 
 def test_ids_to_look_up_include_void_targets() -> None:
-    assert ids_to_look_up([ev("a"), void("v", "z")]) == {"a", "v", "z"}
+    assert ids_to_look_up([ev("a"), void("v", "z")]) == {"c/a", "c/v", "c/z"}
+
+
+def test_the_same_id_in_two_units_is_two_events() -> None:
+    outcome = fold([ev("a"), ev("a", unit_id="c2"), ev("a")], Known(), TREE)
+    assert outcome.cells[("p", DAY)] == {"eid.activated": 2}
+    assert (outcome.accepted, outcome.duplicates) == (2, 1)
 
 
 def test_contributions_by_type() -> None:
@@ -152,9 +168,9 @@ def test_recorded_ids_take_what_an_outcome_has_the_store_record() -> None:
         attributes={"status": "completed"},
     )
     outcome = fold([ev("a"), void("v", "later"), certified], Known(), TREE)
-    assert outcome.counted and outcome.newly_voided == ["later"] and outcome.subjects
+    assert outcome.counted and outcome.newly_voided == ["c/later"] and outcome.subjects
     recorded = RecordedIds()
     recorded.add_outcome(outcome)
-    for key in ["a", "v", "later", "s1", "dossier-1"]:
+    for key in ["c/a", "c/v", "c/later", "c/s1", "dossier-1"]:
         assert key in recorded, key
     assert "never-seen" not in recorded
