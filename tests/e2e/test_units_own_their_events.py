@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import uuid
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from shared.adapters.mongo import Store, connect
 from shared.admin import read_dead_letters
 from shared.domain.bounds import OWN_TOTAL_BOUND
 from shared.domain.events import MAX_AMOUNT_VND
@@ -200,3 +203,55 @@ def test_event_ids_are_unique_within_their_unit(pipeline: Pipeline) -> None:
     assert pipeline.total("binh-phuoc", "sim.registered", f"day:{day}")["value"] == 2
     assert pipeline.total(ATTACKER, "sim.registered", f"day:{day}")["value"] == 1
     assert pipeline.total(NEIGHBOUR, "sim.registered", f"day:{day}")["value"] == 1
+
+
+def test_a_ledger_from_before_replays_into_the_new_rules(own_pipeline: Pipeline) -> None:
+    day = "2011-07-13"
+    payments = [_payment(NEIGHBOUR, day, 1_000 + n) for n in range(300)]
+    voids = [
+        make_event("event.voided", NEIGHBOUR, at(day), attributes={"voids": p["event_id"]})
+        for p in payments[:40]
+    ]
+    records = [
+        _status(NEIGHBOUR, at(day, 8 + n % 3), f"old-{n // 3}", "completed") for n in range(30)
+    ]
+    assert own_pipeline.post(payments + records).status_code == 202
+    assert own_pipeline.post(voids).status_code == 202
+    own_pipeline.wait_reflected()
+    metrics = ("payment.fee.amount_vnd", "payment.fee.count", "certification.completed")
+    before = {m: own_pipeline.total(NEIGHBOUR, m, f"day:{day}")["value"] for m in metrics}
+    assert before["payment.fee.count"] == 260
+
+    # A database counted before ids belonged to their unit carries no ledger scheme: `init`
+    # (run by `make run` and by the compose stack's init) replays the log into today's rules.
+    async def forget_scheme() -> None:
+        client = connect(own_pipeline.env["MONGODB_URI"], app_name="test")
+        try:
+            store = Store(client, own_pipeline.env["MONGODB_DB"])
+            await store.follow_generation()
+            await store.meta.delete_one({"_id": f"ledger-scheme:{store.generation}"})
+            assert await store.ledger_scheme() == "event"
+        finally:
+            await client.close()
+
+    asyncio.run(forget_scheme())
+    init = subprocess.run(
+        [sys.executable, "-m", "shared.admin", "init"],
+        env=own_pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert init.returncode == 0, init.stderr
+    assert "rebuilt" in init.stdout
+    own_pipeline.wait_reflected()
+    after = {m: own_pipeline.total(NEIGHBOUR, m, f"day:{day}")["value"] for m in metrics}
+    assert after == before
+    # The replayed ledger knows its events by unit: a re-post is a duplicate, counted once.
+    again = own_pipeline.post(payments[50:60])
+    assert again.json()["accepted"] == 0
+    # And straight into the log, as a replica whose memory of accepted ids predates it would.
+    for payment in payments[60:70]:
+        asyncio.run(_produce(own_pipeline, payment, key=payment["event_id"]))
+    own_pipeline.wait_reflected()
+    assert own_pipeline.total(NEIGHBOUR, "payment.fee.count", f"day:{day}")["value"] == 260

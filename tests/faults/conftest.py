@@ -21,5 +21,7 @@ def line(fault_stack: LocalStack) -> Iterator[Pipeline]:
     """Fresh topics and database for each scenario, on the suite's own servers."""
     # Ingest gives up on the broker after 3 s (10 by default), so a broker restart is seen by
     # clients as 503s, as it would be in a longer outage.
-    with running_pipeline(fault_stack, {"PUBLISH_TIMEOUT_S": "3"}) as pipeline:
+    # The aggregator's /healthz turns 503 after 3 s without a commit (60 by default).
+    env = {"PUBLISH_TIMEOUT_S": "3", "AGGREGATOR_UNHEALTHY_AFTER_S": "3"}
+    with running_pipeline(fault_stack, env) as pipeline:
         yield pipeline

@@ -167,6 +167,7 @@ async def publish_as_ingest(line: Pipeline, events: list[dict[str, Any]]) -> Non
 
 def test_database_restarted_mid_stream(line: Pipeline) -> None:
     statuses: dict[str | int, int] = {}
+    health: list[int] = []
     events = realistic_events(EVENTS, 4, span_days=SPAN_DAYS)
     # Published by "another ingest instance" just as the database went: the aggregator gets
     # them while it is down, so it must hold its batch and retry, never drop it.
@@ -180,7 +181,11 @@ def test_database_restarted_mid_stream(line: Pipeline) -> None:
         # Longer than the driver's server selection timeout (5 s): the aggregator's reads and
         # writes fail meanwhile (inside a transaction the driver itself retries them), and
         # those 500 are counted exactly once after the database returns (the recount).
-        time.sleep(8)
+        # Meanwhile its /healthz says counting has stopped (AGGREGATOR_UNHEALTHY_AFTER_S: 3).
+        back_at = time.monotonic() + 8
+        while time.monotonic() < back_at:
+            health.append(httpx.get(line.url("aggregator", "/healthz"), timeout=2).status_code)
+            time.sleep(0.5)
         stack.start_database()
         delivery = background.join()
         statuses.update(delivery.statuses)
@@ -196,6 +201,8 @@ def test_database_restarted_mid_stream(line: Pipeline) -> None:
     # Ingest cannot check for duplicates without the database: it said 503 with Retry-After.
     assert statuses.get(503, 0) > 0, statuses
     assert "503 without Retry-After" not in statuses, statuses
+    assert 503 in health, health
+    assert httpx.get(line.url("aggregator", "/healthz"), timeout=5).status_code == 200
 
 
 def test_every_event_posted_two_or_three_times_concurrently(line: Pipeline) -> None:
