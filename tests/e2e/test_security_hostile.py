@@ -206,8 +206,9 @@ def test_nothing_hostile_was_published_or_stored(
     client: MongoClient[dict[str, Any]]
     with MongoClient(pipeline.env["MONGODB_URI"], serverSelectionTimeoutMS=5000) as client:
         db: Database[dict[str, Any]] = client[pipeline.env["MONGODB_DB"]]
-        assert db["accepted"].count_documents({"_id": {"$regex": f"^{PREFIX}"}}) == 0
-        assert db["ledger"].count_documents({"ids": {"$regex": f"^{PREFIX}"}}) == 0
+        # Ids are remembered within their unit: `unit_id/event_id`.
+        assert db["accepted"].count_documents({"_id": {"$regex": f"^[a-z0-9-]+/{PREFIX}"}}) == 0
+        assert db["ledger"].count_documents({"ids": {"$regex": f"^[a-z0-9-]+/{PREFIX}"}}) == 0
     pipeline.wait_reflected()
     after = pipeline.total(COMMUNE, "payment.fee.count", f"year:{YEAR}")["value"]
     assert after == before["payments"]
