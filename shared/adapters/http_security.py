@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import date
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +29,19 @@ log = logging.getLogger(__name__)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+# A day as the contract writes it, in ASCII digits. Pydantic alone also takes a Unix timestamp
+# (as a number or as digits: `1704067200` is 2024-01-01, in UTC, not in the province's time).
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day_text(value: Any) -> Any:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):
+        raise ValueError("must be a day written YYYY-MM-DD")
+    return value
+
+
 def _bounded_day(day: date) -> date:
     reason = day_reason(day)
     if reason:
@@ -35,8 +49,8 @@ def _bounded_day(day: date) -> date:
     return day
 
 
-# A day as a request may name it (see `day_reason`).
-Day = Annotated[date, AfterValidator(_bounded_day)]
+# A day as a request may name it: YYYY-MM-DD, within `day_reason`'s bounds.
+Day = Annotated[date, BeforeValidator(_iso_day_text), AfterValidator(_bounded_day)]
 
 
 class ErrorBody(BaseModel):

@@ -12,6 +12,10 @@ import re
 from datetime import date, datetime, time
 from typing import Any
 
+# Days a request may name: EARLIEST_DAY to LATEST_DAY, defined with the periods (which obey
+# them too) and re-exported here, with the rule for days.
+from shared.domain.periods import EARLIEST_DAY as EARLIEST_DAY
+from shared.domain.periods import LATEST_DAY as LATEST_DAY
 from shared.domain.periods import LOCAL_TZ
 
 # Unicode's control characters (category Cc: C0, DEL, C1) and the surrogate range. A regex,
@@ -106,13 +110,6 @@ def occurred_at_reason(value: datetime, not_before: datetime | None) -> str | No
         first = not_before.astimezone(LOCAL_TZ).date().isoformat()
         return f"occurred_at is before {first}, the earliest day accepted"
     return None
-
-
-# Days a request may name (campaign bounds, report days, chart ranges): wide enough for any
-# real campaign, narrow enough that date arithmetic around them (pace windows, a year before,
-# a month after) can never leave Python's 1-9999 range.
-EARLIEST_DAY = date(1900, 1, 1)
-LATEST_DAY = date(2199, 12, 31)
 
 
 def day_reason(day: date) -> str | None:
