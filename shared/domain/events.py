@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.domain.safety import occurred_at_reason, unsafe_text_reason
+from shared.domain.safety import occurred_at_reason, unsafe_id_reason, unsafe_text_reason
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_EVENTS_PER_REQUEST = 1000
@@ -137,7 +137,7 @@ class Event(BaseModel):
         # Only at intake (a clock in the context): a record already in the log is never
         # refused later by a rule it predates.
         if value is not None and info.context:
-            reason = unsafe_text_reason(value)
+            reason = unsafe_id_reason(value)
             if reason:
                 raise ValueError(reason)
         return value
@@ -165,9 +165,16 @@ class Event(BaseModel):
         return (self.voids or self.event_id).encode()
 
 
+# Attributes that name an event by its id: the id rule (NFC too), not only the text rule.
+_ID_REFERENCE_ATTRIBUTES = frozenset({"voids"})
+
+
 def _unsafe_attribute(event: Event) -> tuple[str, str] | None:
     for key, value in event.attributes.items():
-        reason = unsafe_text_reason(value) if isinstance(value, str) else None
+        if not isinstance(value, str):
+            continue
+        rule = unsafe_id_reason if key in _ID_REFERENCE_ATTRIBUTES else unsafe_text_reason
+        reason = rule(value)
         if reason:
             return f"attributes.{key}", reason
     return None

@@ -5,6 +5,8 @@ redirects, the JSON content type, the offline docs)."""
 
 from __future__ import annotations
 
+import time
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -12,8 +14,17 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from shared.adapters.http_security import Day
+from shared.domain.events import Event
+from shared.domain.intake import RejectedBatch, parse_events
 from shared.domain.periods import InvalidPeriod, Period
-from shared.domain.safety import EARLIEST_DAY, LATEST_DAY
+from shared.domain.safety import (
+    _UNSAFE_CHAR,
+    EARLIEST_DAY,
+    LATEST_DAY,
+    unsafe_id_reason,
+    unsafe_text_reason,
+)
+from tests.unit.test_security_input import NOT_BEFORE, NOW, event
 
 # -- finding 5: periods and days --------------------------------------------------------------
 
@@ -76,3 +87,114 @@ def test_days_are_ascii_iso_days_within_the_bounds(value: Any) -> None:
 def test_a_day_as_the_contract_writes_it() -> None:
     assert TypeAdapter(Day).validate_python("2024-04-22") == date(2024, 4, 22)
     assert TypeAdapter(Day).validate_python(date(2199, 12, 31)) == LATEST_DAY
+
+
+# -- finding 6: ids ---------------------------------------------------------------------------
+
+NFD = unicodedata.normalize("NFD", "hồ-sơ-Đăk-Ơ-1")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("a\u200bb", "format or bidirectional"),  # zero-width space
+        ("a\u200db", "format or bidirectional"),  # zero-width joiner
+        ("\ufeffa", "format or bidirectional"),  # BOM
+        ("a\u00adb", "format or bidirectional"),  # soft hyphen
+        ("abc\u202e", "format or bidirectional"),  # right-to-left override
+        ("\u2066abc\u2069", "format or bidirectional"),  # isolate
+        ("a\u200fb", "format or bidirectional"),  # right-to-left mark
+        ("a\u061cb", "format or bidirectional"),  # Arabic letter mark
+        ("a\u00a0b", "separators other than the space"),  # no-break space
+        ("a\u3000b", "separators other than the space"),  # ideographic space
+        ("a\u2028b", "separators other than the space"),  # line separator
+        ("a\u2029b", "separators other than the space"),  # paragraph separator
+        ("a\u202fb", "separators other than the space"),  # narrow no-break space
+        (" a", "start or end with a space"),
+        ("a ", "start or end with a space"),
+        (" ", "start or end with a space"),
+        ("a\tb", "control characters"),
+        ("a\x85b", "control characters"),
+    ],
+)
+def test_invisible_and_bidirectional_characters_are_refused(text: str, reason: str) -> None:
+    found = unsafe_text_reason(text)
+    assert found is not None and reason in found
+    id_found = unsafe_id_reason(text)
+    assert id_found is not None and reason in id_found
+
+
+def test_ids_must_be_nfc_names_need_not() -> None:
+    assert unicodedata.normalize("NFC", NFD) != NFD
+    assert unsafe_id_reason(NFD) == "must be in Unicode NFC form"
+    assert unsafe_id_reason(unicodedata.normalize("NFC", NFD)) is None
+    # Names are display text, never compared as keys: the character rule only.
+    assert unsafe_text_reason(NFD) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["e-1", "HS 000.12/2024", "Huyện Bù Đăng", "$where", "=1+1", "😀", "ab\u0301"[:1]]
+)
+def test_ordinary_ids_pass(text: str) -> None:
+    assert unsafe_id_reason(text) is None
+
+
+def test_the_character_class_is_exactly_the_refused_categories() -> None:
+    """The precompiled class against unicodedata, every code point: Cc, Cf, Cs, Zl, Zp, and Zs
+    but the space, and nothing else."""
+    refused_categories = {"Cc", "Cf", "Cs", "Zl", "Zp", "Zs"}
+    wrong = [
+        code
+        for code in range(0x110000)
+        if (unicodedata.category(chr(code)) in refused_categories and code != 0x20)
+        != bool(_UNSAFE_CHAR.match(chr(code)))
+    ]
+    assert wrong == [], [f"U+{code:04X}" for code in wrong[:10]]
+
+
+def test_the_rule_is_fast_on_a_full_batch() -> None:
+    ids = [f"hồ-sơ-{n:06d}-Đăk Ơ" for n in range(2000)]  # 1,000 events, id and subject
+    started = time.perf_counter()
+    for _ in range(10):
+        assert all(unsafe_id_reason(i) is None for i in ids)
+    assert (time.perf_counter() - started) / 10 < 0.01
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"event_id": NFD}, "event_id"),
+        ({"subject_id": NFD}, "subject_id"),
+        (
+            {"type": "event.voided", "subject_id": None, "attributes": {"voids": NFD}},
+            "attributes.voids",
+        ),
+    ],
+)
+def test_intake_refuses_non_nfc_ids_naming_the_field(overrides: Any, field: str) -> None:
+    with pytest.raises(RejectedBatch) as rejected:
+        parse_events(event(**overrides), NOW, NOT_BEFORE)
+    (problem,) = rejected.value.problems
+    assert problem.field == field
+    assert "must be in Unicode NFC form" in problem.message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"event_id": "e\u200b1"},
+        {"event_id": "e-1 "},
+        {"event_id": "e\u00a01"},
+        {"subject_id": "\u202ecert"},
+        {"type": "event.voided", "subject_id": None, "attributes": {"voids": "e-1\u2066"}},
+    ],
+)
+def test_intake_refuses_invisible_characters_in_ids(overrides: Any) -> None:
+    with pytest.raises(RejectedBatch):
+        parse_events(event(**overrides), NOW, NOT_BEFORE)
+
+
+def test_records_already_in_the_log_are_not_judged_again() -> None:
+    # The aggregator validates without a context: an NFD id accepted before the rule stays.
+    parsed = Event.model_validate(event(event_id=NFD, subject_id="cert\u00a01"))
+    assert parsed.event_id == NFD
