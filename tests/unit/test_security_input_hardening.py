@@ -5,15 +5,19 @@ redirects, the JSON content type, the offline docs)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 import unicodedata
 from datetime import date
 from typing import Any
 
 import pytest
+from openpyxl import load_workbook
 from pydantic import TypeAdapter, ValidationError
 
 from shared.adapters.http_security import Day
+from shared.adapters.tables import safe_cell, to_csv, to_xlsx
 from shared.domain.events import Event
 from shared.domain.intake import RejectedBatch, parse_events
 from shared.domain.periods import InvalidPeriod, Period
@@ -198,3 +202,46 @@ def test_records_already_in_the_log_are_not_judged_again() -> None:
     # The aggregator validates without a context: an NFD id accepted before the rule stays.
     parsed = Event.model_validate(event(event_id=NFD, subject_id="cert\u00a01"))
     assert parsed.event_id == NFD
+
+
+# -- finding 7: formula cells -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "=1+1",
+        " =1+1",
+        "\u00a0=1+1",
+        "\u3000+1",
+        "\u200b-1",
+        "\ufeff@SUM(A1)",
+        "\u202e=1",
+        "\n=1",
+        "  \t =1",
+        "\tanything",
+        "\ranything",
+        "＝1+1",
+    ],
+)
+def test_formulas_behind_whitespace_are_escaped(value: str) -> None:
+    assert safe_cell(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", ["Huyện Bù Đăng", "a=1", "Sở Y tế - Bình Phước", "1 + 1", 7])
+def test_ordinary_cells_are_left_alone(value: Any) -> None:
+    assert safe_cell(value) == value
+
+
+def test_no_report_cell_is_a_formula() -> None:
+    hostile = [" =1+1", '\u00a0=HYPERLINK("http://evil.example")', "=cmd|' /C calc'!A0"]
+    header = ["TT", *hostile]
+    rows: list[list[Any]] = [[1, *hostile], ["#", "Tổng", 3, None]]
+    lines = list(csv.reader(io.StringIO(to_csv(header, rows).decode("utf-8-sig"))))
+    assert lines[0][1:] == lines[1][1:] == ["'" + value for value in hostile]
+    sheet = load_workbook(io.BytesIO(to_xlsx(hostile[0], header, rows))).active
+    assert sheet is not None
+    cells = [cell for row in sheet.iter_rows() for cell in row if cell.value is not None]
+    assert all(cell.data_type != "f" for cell in cells)
+    texts = [cell.value for cell in cells if isinstance(cell.value, str)]
+    assert all(not str(t).lstrip(" \u00a0").startswith("=") for t in texts), texts
