@@ -5,18 +5,24 @@ redirects, the JSON content type, the offline docs)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import time
 import unicodedata
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
 import pytest
+import uvicorn
 from openpyxl import load_workbook
 from pydantic import TypeAdapter, ValidationError
 
+from deploy.local.stack import free_port
 from shared.adapters.http_security import Day
+from shared.adapters.serve import DeadlineProtocol
 from shared.adapters.tables import safe_cell, to_csv, to_xlsx
 from shared.domain.events import Event
 from shared.domain.intake import RejectedBatch, parse_events
@@ -245,3 +251,96 @@ def test_no_report_cell_is_a_formula() -> None:
     assert all(cell.data_type != "f" for cell in cells)
     texts = [cell.value for cell in cells if isinstance(cell.value, str)]
     assert all(not str(t).lstrip(" \u00a0").startswith("=") for t in texts), texts
+
+
+# -- finding 8: header and body deadlines, on a real uvicorn ----------------------------------
+
+
+async def echo_body(scope: Any, receive: Any, send: Any) -> None:
+    assert scope["type"] == "http"
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"got %d" % len(body)})
+
+
+@contextlib.asynccontextmanager
+async def served(header_s: float, body_s: float) -> AsyncIterator[int]:
+    port = free_port()
+    config = uvicorn.Config(
+        echo_body,
+        host="127.0.0.1",
+        port=port,
+        http=DeadlineProtocol.with_timeouts(header_s, body_s),
+        ws="none",
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn's Server has only this flag)
+        await asyncio.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def until_closed(port: int, *parts: bytes, pause_s: float = 0) -> tuple[bytes, float]:
+    """What the server answers to `parts` (sent `pause_s` apart) until it closes the
+    connection, and how long after the last part it did."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for i, part in enumerate(parts):
+        if i:
+            await asyncio.sleep(pause_s)
+        writer.write(part)
+        await writer.drain()
+    sent = time.monotonic()
+    answer = await asyncio.wait_for(reader.read(), timeout=10)
+    closed_after = time.monotonic() - sent
+    writer.close()
+    return answer, closed_after
+
+
+async def test_half_a_header_line_is_cut_off_at_the_deadline() -> None:
+    async with served(0.5, 1.0) as port:
+        answer, after = await until_closed(port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ab")
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.3 < after < 3
+
+
+async def test_a_silent_connection_is_cut_off_at_the_header_deadline() -> None:
+    async with served(0.5, 1.0) as port:
+        answer, after = await until_closed(port)
+    assert answer == b""
+    assert after < 3
+
+
+async def test_half_a_body_is_cut_off_at_the_body_deadline() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    async with served(0.5, 1.0) as port:
+        answer, after = await until_closed(port, head + b"x" * 10)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.8 < after < 4
+
+
+async def test_the_next_request_on_a_kept_connection_has_the_deadline_too() -> None:
+    first = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with served(0.5, 1.0) as port:
+        answer, after = await until_closed(port, first, b"GET / HTTP/1.1\r\nHo", pause_s=0.2)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 408 " in answer
+    assert after < 3
+
+
+async def test_slow_but_timely_clients_are_served() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\n"
+    async with served(1.0, 1.5) as port:
+        answer, _ = await until_closed(port, head[:20], head[20:], b"ab", b"cd", pause_s=0.3)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"got 4" in answer
