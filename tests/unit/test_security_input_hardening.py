@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI, HTTPException, Query
 from openpyxl import load_workbook
 from pydantic import TypeAdapter, ValidationError
 
 from deploy.local.stack import free_port
-from shared.adapters.http_security import Day
+from shared.adapters.http_security import Day, _relative_location, harden, is_json_utf8
 from shared.adapters.serve import DeadlineProtocol
 from shared.adapters.tables import safe_cell, to_csv, to_xlsx
 from shared.domain.events import Event
@@ -251,6 +253,94 @@ def test_no_report_cell_is_a_formula() -> None:
     assert all(cell.data_type != "f" for cell in cells)
     texts = [cell.value for cell in cells if isinstance(cell.value, str)]
     assert all(not str(t).lstrip(" \u00a0").startswith("=") for t in texts), texts
+
+
+# -- finding 8: HTTP --------------------------------------------------------------------------
+
+
+def hardened_app() -> httpx.AsyncClient:
+    app = FastAPI()
+    harden(app, "test", [], 1 << 16)
+
+    @app.get("/things")
+    async def things(name: str = Query(max_length=8)) -> dict[str, str]:
+        raise HTTPException(404, f"no thing named {name!r}")
+
+    @app.get("/quoting")
+    async def quoting(text: str) -> dict[str, str]:
+        raise HTTPException(422, [{"field": text, "message": f"bad {text}"}])
+
+    @app.get("/dashboard/{name}")
+    async def asset(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_error_answers_are_bounded_and_do_not_echo() -> None:
+    client = hardened_app()
+    huge = "x" * 60_000
+    answers = [
+        await client.get("/things", params={"name": huge}),
+        await client.get("/quoting", params={"text": huge}),
+    ]
+    for answer in answers:
+        assert answer.status_code in (404, 422)
+        assert len(answer.content) < 600, answer.text[:200]
+        assert "x" * 300 not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("path", "host", "location"),
+    [
+        ("/things/", "evil.example", "/things"),
+        ("/dashboard/app.js/", "evil.example:8080", "/dashboard/app.js"),
+        ("/things/?name=a", "evil.example", "/things?name=a"),
+    ],
+)
+async def test_redirects_are_relative_whatever_the_host_says(
+    path: str, host: str, location: str
+) -> None:
+    answer = await hardened_app().get(path, headers={"Host": host})
+    assert answer.status_code in (307, 308), answer.text
+    assert answer.headers["location"] == location
+
+
+@pytest.mark.parametrize(
+    ("location", "relative"),
+    [
+        ("http://evil.example/v1/units", "/v1/units"),
+        ("http://evil.example//other.example/x", "/other.example/x"),
+        ("http://evil.example/\\\\other.example/x", "/other.example/x"),
+        ("//evil.example/x", "/x"),
+        ("/v1/units?a=1", "/v1/units?a=1"),
+        ("https://elsewhere.example/x", "https://elsewhere.example/x"),
+    ],
+)
+def test_a_location_on_this_host_becomes_a_path(location: str, relative: str) -> None:
+    assert _relative_location(location, "evil.example") == relative
+
+
+@pytest.mark.parametrize(
+    ("content_type", "ok"),
+    [
+        ("application/json", True),
+        ("Application/JSON", True),
+        ("application/json; charset=utf-8", True),
+        ('application/json;charset="UTF-8"', True),
+        (None, False),
+        ("", False),
+        ("text/plain", False),
+        ("application/x-www-form-urlencoded", False),
+        ("multipart/form-data; boundary=x", False),
+        ("application/json; charset=latin-1", False),
+        ("application/jsonx", False),
+        ("application/problem+json", False),
+    ],
+)
+def test_ingest_reads_json_only(content_type: str | None, ok: bool) -> None:
+    assert is_json_utf8(content_type) == ok
 
 
 # -- finding 8: header and body deadlines, on a real uvicorn ----------------------------------
