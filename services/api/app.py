@@ -28,6 +28,7 @@ from services.api.dashboard import dashboard_routes
 from services.api.reports import report_routes
 from shared.adapters.auth import Authenticator, bearer_token, rate_limits, require_admin
 from shared.adapters.catalog import CatalogCache
+from shared.adapters.docs import add_offline_docs
 from shared.adapters.http import add_operational_routes
 from shared.adapters.http_security import ERROR_RESPONSES, Day, bounded, harden
 from shared.adapters.mongo import Store, connect
@@ -214,7 +215,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Live totals, progress against targets, rankings, reports, units and "
         "tokens (contract v1).",
         responses=ERROR_RESPONSES,
+        # Swagger UI from a pinned package, not a CDN (shared/adapters/docs.py); no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     # Before the operational routes: their request metrics then count what the guard refuses.
     harden(app, "api", settings.cors_origin_list, settings.api_max_body_bytes)
     add_operational_routes(app, "api", [CampaignGauges(store, catalog, views)])

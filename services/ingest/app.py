@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from shared.adapters.auth import Authenticator, rate_limits
 from shared.adapters.catalog import CatalogCache
+from shared.adapters.docs import add_offline_docs
 from shared.adapters.http import add_operational_routes
 from shared.adapters.http_security import ERROR_RESPONSES, bounded_detail, harden, is_json_utf8
 from shared.adapters.kafka import BrokerUnavailable, EventPublisher, make_broker
@@ -97,7 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Field apps and portals post transactions here (contract v1).",
         responses=ERROR_RESPONSES,
+        # Swagger UI from a pinned package, not a CDN (shared/adapters/docs.py); no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     # Bodies are read (and bounded) by the handler itself, streaming: the guard only adds headers.
     harden(app, "ingest", settings.cors_origin_list, max_body_bytes=None)
     add_operational_routes(app, "ingest")

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from openpyxl import load_workbook
 from pydantic import TypeAdapter, ValidationError
 
 from deploy.local.stack import free_port
+from shared.adapters.docs import add_offline_docs
 from shared.adapters.http_security import Day, _relative_location, harden, is_json_utf8
 from shared.adapters.serve import DeadlineProtocol
 from shared.adapters.tables import safe_cell, to_csv, to_xlsx
@@ -341,6 +343,25 @@ def test_a_location_on_this_host_becomes_a_path(location: str, relative: str) ->
 )
 def test_ingest_reads_json_only(content_type: str | None, ok: bool) -> None:
     assert is_json_utf8(content_type) == ok
+
+
+async def test_docs_load_with_no_external_url() -> None:
+    app = FastAPI(docs_url=None, redoc_url=None)
+    add_offline_docs(app)
+    transport = httpx.ASGITransport(app=app)
+    client = httpx.AsyncClient(transport=transport, base_url="http://test")
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(urls) == 3, urls
+    for url in urls:
+        assert url.startswith("/docs/static/"), url
+        asset = await client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 100, url
+    assert "https://" not in page.text and "http://" not in page.text
+    assert '"validatorUrl": null' in page.text
+    assert (await client.get("/docs/static/..%2F__init__.py")).status_code == 404
+    assert (await client.get("/redoc")).status_code == 404
 
 
 # -- finding 8: header and body deadlines, on a real uvicorn ----------------------------------
