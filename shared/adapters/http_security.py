@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.domain.safety import UnsafeInput, day_reason, strict_json
@@ -276,6 +277,13 @@ def harden(app: FastAPI, service: str, cors_origins: list[str], max_body_bytes: 
         # A handler's message may quote what it refused (an unknown unit, metric or period).
         exc.detail = bounded_detail(exc.detail)
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client left mid-body (or was cut off at its body's deadline, see serve.py): not
+        # an error of ours, and nobody reads the answer.
+        log.info("%s: client left during %s %s", service, request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -281,6 +281,10 @@ def test_half_a_body_is_cut_off(line: Pipeline) -> None:
     answer, after = closed_after(line.ports["ingest"], head + body[: len(body) // 2])
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     assert BODY_TIMEOUT_S * 0.5 < after < BODY_TIMEOUT_S + 3
+    # The handler that was reading the body saw the client leave: no error, no trace logged.
+    time.sleep(0.5)
+    log = line.services["ingest"].log_path.read_text(errors="replace")
+    assert "unhandled error" not in log and "Traceback" not in log
 
 
 # -- finding 8: docs, redirects, content type -------------------------------------------------

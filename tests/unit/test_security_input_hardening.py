@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import logging
 import re
 import time
 import unicodedata
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from openpyxl import load_workbook
 from pydantic import TypeAdapter, ValidationError
 
@@ -291,6 +292,32 @@ async def test_error_answers_are_bounded_and_do_not_echo() -> None:
         assert answer.status_code in (404, 422)
         assert len(answer.content) < 600, answer.text[:200]
         assert "x" * 300 not in answer.text
+
+
+async def test_a_client_leaving_mid_body_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    app = FastAPI()
+    harden(app, "test", [], None)
+
+    @app.post("/read")
+    async def read(request: Request) -> dict[str, int]:
+        return {"bytes": len(b"".join([chunk async for chunk in request.stream()]))}
+
+    incoming = [{"type": "http.request", "body": b"ab", "more_body": True}]
+    incoming.append({"type": "http.disconnect"})
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return incoming.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/read", "headers": [], "query_string": b""}
+    with caplog.at_level(logging.INFO):
+        await app({**scope, "asgi": {"version": "3.0"}, "http_version": "1.1"}, receive, send)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "client left" in caplog.text
+    assert sent[0]["status"] == 400
 
 
 @pytest.mark.parametrize(
