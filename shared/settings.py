@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     # Request bodies of the API (ingest's 1 MiB is the contract's).
     api_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # Seconds a request's headers may take to arrive (from its first byte), and its body (from
+    # the end of its headers): a client slower than that is answered 408 and disconnected
+    # (shared/adapters/serve.py). 30 s carries 1 MiB over 280 kbit/s.
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _admin_token_from_file(self) -> Settings:

@@ -15,14 +15,22 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from services.api.dashboard import dashboard_routes
 from services.api.reports import report_routes
 from shared.adapters.auth import Authenticator, bearer_token, rate_limits, require_admin
 from shared.adapters.catalog import CatalogCache
+from shared.adapters.docs import add_offline_docs
 from shared.adapters.http import add_operational_routes
-from shared.adapters.http_security import ERROR_RESPONSES, Day, harden
+from shared.adapters.http_security import ERROR_RESPONSES, Day, bounded, harden
 from shared.adapters.mongo import Store, connect
 from shared.adapters.security_store import SecurityStore
 from shared.campaign_gauges import CampaignGauges
@@ -52,6 +60,9 @@ def _safe_name(value: str) -> str:
 
 
 SafeName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_safe_name)]
+# One `unit_id:metric:period` of `/v1/stream`: a unit id (64), a metric (64) and a period
+# (32) with their colons fit; a 60 KB one is refused before anything quotes it.
+WatchItem = Annotated[str, StringConstraints(max_length=200)]
 
 
 class UnitOut(BaseModel):
@@ -204,14 +215,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Live totals, progress against targets, rankings, reports, units and "
         "tokens (contract v1).",
         responses=ERROR_RESPONSES,
+        # Swagger UI from a pinned package, not a CDN (shared/adapters/docs.py); no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     # Before the operational routes: their request metrics then count what the guard refuses.
     harden(app, "api", settings.cors_origin_list, settings.api_max_body_bytes)
     add_operational_routes(app, "api", [CampaignGauges(store, catalog, views)])
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status.HTTP_404_NOT_FOUND)
+        # Bounded: the message may quote the unit or metric asked for.
+        return JSONResponse({"detail": bounded(str(exc))}, status.HTTP_404_NOT_FOUND)
 
     # -- units ---------------------------------------------------------------------------
 
@@ -436,7 +452,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     async def stream(
         request: Request,
-        watch: list[str] = Query(
+        watch: list[WatchItem] = Query(
             min_length=1,
             max_length=200,
             description="totals to watch, each `unit_id:metric:period` "

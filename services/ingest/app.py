@@ -14,8 +14,9 @@ from pydantic import BaseModel
 
 from shared.adapters.auth import Authenticator, rate_limits
 from shared.adapters.catalog import CatalogCache
+from shared.adapters.docs import add_offline_docs
 from shared.adapters.http import add_operational_routes
-from shared.adapters.http_security import ERROR_RESPONSES, harden
+from shared.adapters.http_security import ERROR_RESPONSES, bounded_detail, harden, is_json_utf8
 from shared.adapters.kafka import BrokerUnavailable, EventPublisher, make_broker
 from shared.adapters.mongo import Store, connect
 from shared.adapters.security_store import SecurityStore
@@ -64,9 +65,9 @@ def _problem_response(
     status: int, detail: str, problems: list[Problem], reason: str
 ) -> JSONResponse:
     EVENTS_REJECTED.labels(reason).inc()
-    return JSONResponse(
-        {"detail": detail, "errors": [problem.to_dict() for problem in problems]}, status
-    )
+    # Bounded: a problem may name an attribute key of the client's (up to the body's size).
+    errors = bounded_detail([problem.to_dict() for problem in problems])
+    return JSONResponse({"detail": detail, "errors": errors}, status)
 
 
 async def _foreign_events(
@@ -131,7 +132,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Field apps and portals post transactions here (contract v1).",
         responses=ERROR_RESPONSES,
+        # Swagger UI from a pinned package, not a CDN (shared/adapters/docs.py); no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     # Bodies are read (and bounded) by the handler itself, streaming: the guard only adds headers.
     harden(app, "ingest", settings.cors_origin_list, max_body_bytes=None)
     add_operational_routes(app, "ingest")
@@ -167,6 +172,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             401: {"description": "no valid token"},
             403: {"model": Problems, "description": "an event lies outside the token's scope"},
             413: {"description": "body over 1 MiB"},
+            415: {
+                "model": Problems,
+                "description": "Content-Type is not application/json (optionally with "
+                "charset=utf-8)",
+            },
             422: {"model": Problems, "description": "invalid events, by index and field"},
             503: {"description": "the broker is unreachable; retry after Retry-After seconds"},
         },
@@ -189,6 +199,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def post_events(request: Request, principal: Principal = Depends(poster)) -> Any:
         if not principal.can_post_events:
             return _problem_response(403, "this token may not post events", [], "forbidden")
+        if not is_json_utf8(request.headers.get("content-type")):
+            # Not guessed at: a form or text/plain body (which a browser page may send to any
+            # origin without a CORS preflight) is not an event batch.
+            return _problem_response(
+                415,
+                "Content-Type must be application/json (or application/json; charset=utf-8)",
+                [],
+                "unsupported_media_type",
+            )
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return _problem_response(413, "body is over 1 MiB", [], "too_large")

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.domain.safety import UnsafeInput, day_reason, strict_json
@@ -28,6 +33,19 @@ log = logging.getLogger(__name__)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+# A day as the contract writes it, in ASCII digits. Pydantic alone also takes a Unix timestamp
+# (as a number or as digits: `1704067200` is 2024-01-01, in UTC, not in the province's time).
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day_text(value: Any) -> Any:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):
+        raise ValueError("must be a day written YYYY-MM-DD")
+    return value
+
+
 def _bounded_day(day: date) -> date:
     reason = day_reason(day)
     if reason:
@@ -35,8 +53,8 @@ def _bounded_day(day: date) -> date:
     return day
 
 
-# A day as a request may name it (see `day_reason`).
-Day = Annotated[date, AfterValidator(_bounded_day)]
+# A day as a request may name it: YYYY-MM-DD, within `day_reason`'s bounds.
+Day = Annotated[date, BeforeValidator(_iso_day_text), AfterValidator(_bounded_day)]
 
 
 class ErrorBody(BaseModel):
@@ -66,6 +84,37 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# Error answers stay short whatever came in: a message is cut at MAX_MESSAGE characters (a
+# 60 KB `watch` value came back whole in a 404 or 422), a field name or location part at
+# MAX_NAME (a client's attribute key may be a megabyte long).
+MAX_MESSAGE = 200
+MAX_NAME = 64
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bounded_detail(detail: Any) -> Any:
+    """`detail` with every string in it bounded: a problem's `field` and `loc` parts (names)
+    at MAX_NAME, everything else at MAX_MESSAGE."""
+    if isinstance(detail, str):
+        return bounded(detail)
+    if isinstance(detail, list | tuple):
+        return [bounded_detail(item) for item in detail]
+    if isinstance(detail, dict):
+        return {key: _bounded_entry(key, value) for key, value in detail.items()}
+    return detail
+
+
+def _bounded_entry(key: str, value: Any) -> Any:
+    if key == "field" and isinstance(value, str):
+        return bounded(value, MAX_NAME)
+    if key == "loc" and isinstance(value, list | tuple):
+        return [bounded(part, MAX_NAME) if isinstance(part, str) else part for part in value]
+    return bounded_detail(value)
+
+
 def _json_response(status: int, body: Any) -> tuple[Message, Message]:
     payload = json.dumps(body).encode()
     start: Message = {
@@ -90,6 +139,34 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
+def is_json_utf8(content_type: str | None) -> bool:
+    """`application/json`, optionally with `charset=utf-8` (RFC 8259: JSON is UTF-8): what
+    ingest reads. Anything else (form data, text/plain that a browser may send cross-origin
+    without a preflight, another charset) is not guessed at."""
+    if not content_type:
+        return False
+    media, _, parameters = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    parameters = parameters.strip()
+    if not parameters:
+        return True
+    name, _, value = parameters.partition("=")
+    return name.strip().lower() == "charset" and value.strip().strip('"').lower() == "utf-8"
+
+
+def _relative_location(location: str, host: str | None) -> str:
+    """A redirect to this service, as a path: Starlette builds absolute ones from the
+    request's Host header (`/v1/units/` → `http://<Host>/v1/units`), which made every
+    trailing-slash redirect an open redirect to wherever a client's Host said. Leading
+    slashes collapse into one, so the path can never read as `//other.host/`."""
+    parts = urlsplit(location)
+    if parts.netloc and (host is None or parts.netloc.lower() != host.lower()):
+        return location  # elsewhere on purpose (none of our routes does this)
+    path = "/" + parts.path.lstrip("/\\")
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
 class RequestGuard:
     """ASGI middleware: adds `X-Content-Type-Options: nosniff` to every answer and, when
     `max_body_bytes` is set, refuses a body over it (413) and a JSON body that `strict_json`
@@ -109,7 +186,18 @@ class RequestGuard:
                 headers = list(message.get("headers", []))
                 if all(name.lower() != b"x-content-type-options" for name, _ in headers):
                     headers.append((b"x-content-type-options", b"nosniff"))
-                    message = {**message, "headers": headers}
+                if 300 <= message["status"] < 400:
+                    host = Headers(scope=scope).get("host")
+                    headers = [
+                        (
+                            name,
+                            _relative_location(value.decode("latin-1"), host).encode("latin-1")
+                            if name.lower() == b"location"
+                            else value,
+                        )
+                        for name, value in headers
+                    ]
+                message = {**message, "headers": headers}
             await send(message)
 
         if self.max_body_bytes is None or scope["method"] not in _BODY_METHODS:
@@ -182,7 +270,20 @@ def harden(app: FastAPI, service: str, cors_origins: list[str], max_body_bytes: 
             {"type": error.get("type"), "loc": list(error.get("loc", ())), "msg": error.get("msg")}
             for error in exc.errors()
         ]
-        return JSONResponse({"detail": problems}, 422)
+        return JSONResponse({"detail": bounded_detail(problems)}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def bounded_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # A handler's message may quote what it refused (an unknown unit, metric or period).
+        exc.detail = bounded_detail(exc.detail)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client left mid-body (or was cut off at its body's deadline, see serve.py): not
+        # an error of ours, and nobody reads the answer.
+        log.info("%s: client left during %s %s", service, request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,13 +1,15 @@
 """Report tables as CSV and XLSX, with the Vietnamese headers of the province's report.
 
-Every text cell is neutralised against formula injection: a cell that starts with `=`, `+`,
-`-` or `@` is written with a leading apostrophe, so no spreadsheet evaluates it.
+Every text cell is neutralised against formula injection (OWASP's CSV injection rules): a
+cell whose first visible character is `=`, `+`, `-` or `@`, or that starts with a tab or a
+carriage return, is written with a leading apostrophe, so no spreadsheet evaluates it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -15,13 +17,21 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 
+from shared.domain.safety import UNSAFE_CHAR_CLASS
+
 Cell = str | int | float | None
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What a spreadsheet skips before it decides a cell is a formula: `" =1+1"` and
+# `"\u00a0=1+1"` are formulas to it too. Any whitespace, or any character the id and name rule
+# refuses (controls, format and bidirectional characters, separators), may stand before the
+# sign; a cell that starts with a tab or CR is escaped whatever follows (OWASP lists both as
+# formula starts). The fullwidth signs are escaped too, in case a spreadsheet program folds
+# fullwidth forms into ASCII ones: the apostrophe costs nothing.
+_FORMULA = re.compile(f"[\\t\\r]|[\\s{UNSAFE_CHAR_CLASS}]*[=+\\-@＝＋－＠]")
 
 
 def safe_cell(value: Cell) -> Cell:
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and _FORMULA.match(value):
         return "'" + value
     return value
 
@@ -124,11 +134,13 @@ def to_xlsx(title: str, header: Sequence[str], rows: Sequence[Sequence[Cell]]) -
         cell.alignment = Alignment(wrap_text=True, vertical="center")
     for row in rows:
         sheet.append([safe_cell(c) for c in row])
-    for row in sheet.iter_rows(min_row=3):
+    for row in sheet.iter_rows():
         for cell in row:
             if isinstance(cell.value, str):
-                cell.data_type = "s"  # text is text, never a formula
-            elif isinstance(cell.value, int) and cell.column > 2:
+                # Text is text, never a formula (openpyxl makes a string that starts with `=` a
+                # formula cell): the title and header rows too.
+                cell.data_type = "s"
+            elif isinstance(cell.value, int) and cell.column > 2 and cell.row > 2:
                 cell.number_format = "#,##0"
     sheet.freeze_panes = "C3"
     buffer = io.BytesIO()

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.domain.safety import occurred_at_reason, unsafe_text_reason
+from shared.domain.safety import occurred_at_reason, unsafe_id_reason, unsafe_text_reason
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 # The largest `amount_vnd` one payment may carry: 1,000 billion VND (about 40 million USD).
@@ -143,7 +143,7 @@ class Event(BaseModel):
         # Only at intake (a clock in the context): a record already in the log is never
         # refused later by a rule it predates.
         if value is not None and info.context:
-            reason = unsafe_text_reason(value)
+            reason = unsafe_id_reason(value)
             if reason:
                 raise ValueError(reason)
         return value
@@ -197,9 +197,16 @@ def _amount_over_bound(event: Event) -> tuple[str, str] | None:
     return None
 
 
+# Attributes that name an event by its id: the id rule (NFC too), not only the text rule.
+_ID_REFERENCE_ATTRIBUTES = frozenset({"voids"})
+
+
 def _unsafe_attribute(event: Event) -> tuple[str, str] | None:
     for key, value in event.attributes.items():
-        reason = unsafe_text_reason(value) if isinstance(value, str) else None
+        if not isinstance(value, str):
+            continue
+        rule = unsafe_id_reason if key in _ID_REFERENCE_ATTRIBUTES else unsafe_text_reason
+        reason = rule(value)
         if reason:
             return f"attributes.{key}", reason
     return None

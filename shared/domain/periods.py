@@ -17,13 +17,26 @@ LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 PeriodKind = Literal["day", "month", "year", "all"]
 
+# ASCII digits only (re.ASCII): `\d` alone would take any script's digits, and int() converts
+# them, so `year:２０２４` (fullwidth) would be a second spelling of `year:2024`.
 _PERIOD_RE = re.compile(
-    r"^(?:day:(?P<day>\d{4}-\d{2}-\d{2})|month:(?P<month>\d{4}-\d{2})|year:(?P<year>\d{4})|(?P<all>all))$"
+    r"^(?:day:(?P<day>\d{4}-\d{2}-\d{2})|month:(?P<month>\d{4}-\d{2})|year:(?P<year>\d{4})|(?P<all>all))$",
+    re.ASCII,
 )
+_PERIOD_FORMS = "day:YYYY-MM-DD, month:YYYY-MM, year:YYYY or all"
+
+# Days a request may name (periods, campaign bounds, report days, chart ranges): wide enough
+# for any real campaign, narrow enough that date arithmetic around them (pace windows, a year
+# before, a month after) can never leave Python's 1-9999 range. `shared.domain.safety` holds
+# the rule for days; the bounds live here, where periods (which safety builds on) need them.
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
 
 
 class InvalidPeriod(ValueError):
-    """A period string that is not `day:YYYY-MM-DD`, `month:YYYY-MM`, `year:YYYY` or `all`."""
+    """A period string that is not `day:YYYY-MM-DD`, `month:YYYY-MM`, `year:YYYY` or `all`, or
+    whose days are not all from EARLIEST_DAY to LATEST_DAY. The message never repeats the text
+    (a `/v1/stream` watch may be kilobytes long)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,24 +77,29 @@ class Period:
     def parse(cls, text: str) -> Period:
         match = _PERIOD_RE.match(text)
         if match is None:
-            raise InvalidPeriod(
-                f"period {text!r} is not day:YYYY-MM-DD, month:YYYY-MM, year:YYYY or all"
-            )
+            raise InvalidPeriod(f"period must be {_PERIOD_FORMS}")
         try:
             if match["day"]:
                 d = date.fromisoformat(match["day"])
-                return cls("day", d.year, d.month, d.day)
-            if match["month"]:
+                period = cls("day", d.year, d.month, d.day)
+            elif match["month"]:
                 year, month = (int(part) for part in match["month"].split("-"))
                 date(year, month, 1)
-                return cls("month", year, month)
-            if match["year"]:
+                period = cls("month", year, month)
+            elif match["year"]:
                 year = int(match["year"])
                 date(year, 1, 1)
-                return cls("year", year)
+                period = cls("year", year)
+            else:
+                return cls("all")
         except ValueError as exc:
-            raise InvalidPeriod(f"period {text!r} is not a real date: {exc}") from exc
-        return cls("all")
+            raise InvalidPeriod(f"period is not a real date: {exc}") from exc
+        # Totals of day:0001-01-01 or day:9999-12-31 would overflow the date arithmetic around
+        # them (a 500): the same bounds as every other day a request names.
+        first, last = period.date_range() or (EARLIEST_DAY, LATEST_DAY)
+        if first < EARLIEST_DAY or last > LATEST_DAY:
+            raise InvalidPeriod(f"period must lie from {EARLIEST_DAY} to {LATEST_DAY}")
+        return period
 
     def __str__(self) -> str:
         if self.kind == "day":
