@@ -207,14 +207,31 @@ class Views:
             return await self._store.service_catalogs_by_unit()
         return {}
 
-    async def rankings(self, metric: str, period: Period, level: UnitLevel) -> dict[str, Any]:
+    async def rankings(
+        self, metric: str, period: Period, level: UnitLevel, within: str | None = None
+    ) -> dict[str, Any]:
+        """Units of a level under `within` (default: the catalog's first province, the
+        deployment's own) by value."""
         definition = METRICS.get(metric)
         if definition is None:
             raise NotFound(f"unknown metric {metric!r}")
         tree = self._catalog.tree
-        units = [u for u in tree.units() if u.level == level]
+        if within is None:
+            within = next((u.id for u in tree.units() if u.parent_id is None), "")
+        elif within not in tree:
+            raise NotFound(f"unknown unit {within!r}")
         bounds = period.date_range()
         first, last = bounds if bounds else (None, None)
+        # The units of that level under it that existed during the period (a ward formed on
+        # 1 July 2025 has no rank in 2024; one that ended before the period has none either).
+        units = [
+            u
+            for u in tree.units()
+            if u.level == level
+            and tree.is_within(u.id, (within,))
+            and (last is None or u.valid_from is None or u.valid_from <= last)
+            and (first is None or u.valid_to is None or first <= u.valid_to)
+        ]
         as_of = await self.as_of()  # before the totals: see as_of()
         totals = await self._store.range_totals([u.id for u in units], first, last)
         catalogs = await self._catalogs_if(definition)
@@ -243,6 +260,7 @@ class Views:
             "metric": metric,
             "period": str(period),
             "level": level.value,
+            "within": within,
             "as_of": as_of.isoformat() if as_of else None,
             "units": rows,
         }
@@ -403,11 +421,19 @@ class Views:
 
 def report_order(tree: UnitTree, report: str, levels: tuple[UnitLevel, ...]) -> list[Unit]:
     """The report's units in the province's own row order, then any others of those levels
-    (a unit added later) in catalog order."""
+    under the same province (a unit added later) in catalog order. The catalog holds other
+    provinces too (old Đồng Nai, the Đồng Nai of 2025): they are not the report's rows."""
     layout = [unit_id for unit_id in report_layouts().get(report, []) if unit_id in tree]
     listed = set(layout)
+    roots = {tree.lineage(unit_id)[-1] for unit_id in layout}
     units = [tree.get(unit_id) for unit_id in layout]
-    units += [u for u in tree.units() if u.level in levels and u.id not in listed]
+    units += [
+        u
+        for u in tree.units()
+        if u.level in levels
+        and u.id not in listed
+        and (not roots or tree.lineage(u.id)[-1] in roots)
+    ]
     return [u for u in units if u is not None and u.level in levels]
 
 

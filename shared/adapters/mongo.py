@@ -294,6 +294,14 @@ class Store:
             doc = unit.to_dict()
             unit_id = doc.pop("id")
             operations.append(UpdateOne({"_id": unit_id}, {"$setOnInsert": doc}, upsert=True))
+            # A unit stored before units had codes and dates gets the catalog's (its place
+            # and merge mark stay as an admin left them).
+            operations.append(
+                UpdateOne(
+                    {"_id": unit_id, "code": {"$exists": False}},
+                    {"$set": {name: doc[name] for name in UNIT_FIELDS_SINCE_CODES}},
+                )
+            )
         if not operations:
             return 0
         result = await self.units.bulk_write(operations, ordered=True)
@@ -823,6 +831,8 @@ class Store:
 
 
 ACCEPTED_TTL_INDEX = "at_ttl"
+# Unit fields a database initialised before units had codes and dates lacks (`upsert_units`).
+UNIT_FIELDS_SINCE_CODES = ("code", "valid_from", "valid_to", "successors")
 # Ledger entries per document: at most 128-character ids, each entry stays far below 1 KB, so a
 # document stays far below MongoDB's 16 MB whatever the batch size.
 LEDGER_CHUNK = 5_000

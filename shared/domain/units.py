@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from importlib import resources
 from typing import Any
@@ -27,9 +28,18 @@ class Unit:
     # Set when the unit was merged into another: it keeps its history (and stays under the
     # unit it joined, so that history rolls up there) but takes no new events.
     merged_into: str | None = None
+    # The official (General Statistics Office) code of a province, district or commune; None
+    # for a department. Codes are reused: a ward of 1 July 2025 took a predecessor's.
+    code: str | None = None
+    # The days the unit existed, both included (None: open-ended); an event is dated within.
+    valid_from: date | None = None
+    valid_to: date | None = None
+    # The units that took over from it once it ended.
+    successors: tuple[str, ...] = field(default=())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Unit:
+        code = data.get("code")
         return cls(
             id=str(data["id"]),
             name=str(data["name"]),
@@ -37,6 +47,10 @@ class Unit:
             parent_id=data.get("parent_id"),
             aliases=tuple(data.get("aliases") or ()),
             merged_into=data.get("merged_into"),
+            code=None if code is None else str(code),
+            valid_from=_day(data.get("valid_from")),
+            valid_to=_day(data.get("valid_to")),
+            successors=tuple(data.get("successors") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,7 +61,23 @@ class Unit:
             "parent_id": self.parent_id,
             "aliases": list(self.aliases),
             "merged_into": self.merged_into,
+            "code": self.code,
+            "valid_from": None if self.valid_from is None else self.valid_from.isoformat(),
+            "valid_to": None if self.valid_to is None else self.valid_to.isoformat(),
+            "successors": list(self.successors),
         }
+
+    def valid_on(self, day: date) -> bool:
+        """Whether the unit existed on that day."""
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_to is None or day <= self.valid_to
+        )
+
+
+def _day(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
 
 
 class InvalidCatalog(ValueError):
@@ -74,6 +104,10 @@ class UnitTree:
         self._lineage: dict[str, tuple[str, ...]] = {}
         for unit_id in self._units:
             self._lineage[unit_id] = self._walk_up(unit_id)
+        self._by_code: dict[str, list[Unit]] = {}
+        for unit in self._units.values():
+            if unit.code is not None:
+                self._by_code.setdefault(unit.code, []).append(unit)
 
     def _walk_up(self, unit_id: str) -> tuple[str, ...]:
         chain: list[str] = []
@@ -108,6 +142,26 @@ class UnitTree:
 
     def units(self) -> list[Unit]:
         return list(self._units.values())
+
+    def with_code(self, code: str, day: date | None = None) -> Unit | None:
+        """The unit an official code names on `day` (None: any day). A code names more than
+        one unit where a unit of 1 July 2025 took a predecessor's: the one valid on the day,
+        and of those (before the reform is applied the old one has not ended) the latest to
+        begin, the unit that held the code that day by the official map."""
+        candidates = self._by_code.get(code, [])
+        if day is not None:
+            candidates = [unit for unit in candidates if unit.valid_on(day)]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda unit: unit.valid_from or date.min)
+
+    def on(self, day: date) -> list[Unit]:
+        """The tree as it stood on `day`: the units valid then (with every ancestor valid)."""
+        return [
+            unit
+            for unit in self._units.values()
+            if all(self._units[a].valid_on(day) for a in self._lineage[unit.id])
+        ]
 
     def with_unit(self, unit: Unit) -> UnitTree:
         """The tree with `unit` added or replaced; raises InvalidCatalog if that breaks it."""

@@ -28,8 +28,8 @@ def test_add_move_and_merge_in_the_middle_of_a_stream(own_pipeline: Pipeline) ->
         "POST",
         "/v1/units",
         json={
-            "id": "bu-dop-thien-hung",
-            "name": "Xã Thiện Hưng",
+            "id": "bu-dop-xa-moi",
+            "name": "Xã Mới",
             "level": "commune",
             "parent_id": "bu-dop",
         },
@@ -41,17 +41,15 @@ def test_add_move_and_merge_in_the_middle_of_a_stream(own_pipeline: Pipeline) ->
         return [make_event("cccd.issued", unit, at(day)) for _ in range(n)]
 
     # Events flow to the new commune (and to Lộc Ninh) while it is moved to Lộc Ninh.
-    first = stream("bu-dop-thien-hung", 3000, "2007-02-02") + stream("loc-ninh", 500, "2007-02-02")
-    second = stream("bu-dop-thien-hung", 3000, "2007-03-03")
+    first = stream("bu-dop-xa-moi", 3000, "2007-02-02") + stream("loc-ninh", 500, "2007-02-02")
+    second = stream("bu-dop-xa-moi", 3000, "2007-03-03")
     poster = BackgroundPoster(pipeline, first + second, 2)
     time.sleep(0.5)
-    moved = admin(
-        pipeline, "POST", "/v1/units/bu-dop-thien-hung/move", json={"parent_id": "loc-ninh"}
-    )
+    moved = admin(pipeline, "POST", "/v1/units/bu-dop-xa-moi/move", json={"parent_id": "loc-ninh"})
     assert moved.status_code == 200, moved.text
     poster.join()
     pipeline.wait_reflected()
-    assert value(pipeline, "bu-dop-thien-hung") == 6000
+    assert value(pipeline, "bu-dop-xa-moi") == 6000
     assert value(pipeline, "bu-dop") == 0
     assert value(pipeline, "loc-ninh") == 6500
     assert value(pipeline, "binh-phuoc") == 6500
@@ -67,7 +65,7 @@ def test_add_move_and_merge_in_the_middle_of_a_stream(own_pipeline: Pipeline) ->
     pipeline.wait_reflected()
     assert value(pipeline, "bu-gia-map") == 7200
     assert value(pipeline, "loc-ninh") == 6500  # the old unit still answers for its history
-    assert value(pipeline, "bu-dop-thien-hung") == 6000
+    assert value(pipeline, "bu-dop-xa-moi") == 6000
     assert value(pipeline, "binh-phuoc") == 7200
     assert value(pipeline, "bu-gia-map", "month:2007-03") == 3000
     refused = pipeline.post(stream("loc-ninh", 1, "2007-05-05"))
@@ -75,7 +73,7 @@ def test_add_move_and_merge_in_the_middle_of_a_stream(own_pipeline: Pipeline) ->
     assert "merged into 'bu-gia-map'" in refused.json()["errors"][0]["message"]
     units = {u["id"]: u for u in admin(pipeline, "GET", "/v1/units").json()}
     assert units["loc-ninh"]["merged_into"] == "bu-gia-map"
-    assert units["bu-dop-thien-hung"]["parent_id"] == "loc-ninh"
+    assert units["bu-dop-xa-moi"]["parent_id"] == "loc-ninh"
     # A cycle is refused.
     cycle = admin(pipeline, "POST", "/v1/units/bu-gia-map/move", json={"parent_id": "loc-ninh"})
     assert cycle.status_code == 422

@@ -26,7 +26,11 @@ from deploy.local.stack import REPO
 
 CATALOG = json.loads((REPO / "shared/data/catalog_binh_phuoc.json").read_text("utf-8"))
 PARENT: dict[str, str | None] = {u["id"]: u["parent_id"] for u in CATALOG["units"]}
-UNITS = sorted(PARENT)
+# The units events go to and totals are checked for: the 39 of the hand excerpt the suite was
+# built on (ids published before the official catalog; none has dates, so an event of any day
+# is theirs), so the suite's cost is what it was with ten times the units in the catalog.
+EXCERPT = json.loads((REPO / "deploy/catalog/excerpt_2024.json").read_text("utf-8"))
+UNITS = sorted(u["id"] for u in EXCERPT["units"])
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 # What each event counts into, from the contract's table (written out again on purpose).

@@ -30,8 +30,9 @@ DISTRICTS = {
 def test_bundled_catalog_is_a_valid_tree() -> None:
     tree = UnitTree(load_catalog(bundled_catalog()))
     province = [u for u in tree.units() if u.level == UnitLevel.PROVINCE]
-    assert [u.id for u in province] == ["binh-phuoc"]
-    districts = {u.name for u in tree.units() if u.level == UnitLevel.DISTRICT}
+    # Old Bình Phước and old Đồng Nai, and the Đồng Nai of 1 July 2025 (issue 21).
+    assert [u.id for u in province] == ["binh-phuoc", "dong-nai", "dong-nai-2025"]
+    districts = {u.name for u in tree.children("binh-phuoc") if u.level == UnitLevel.DISTRICT}
     assert districts == DISTRICTS
     departments = {u.name for u in tree.units() if u.level == UnitLevel.DEPARTMENT}
     assert {"Sở Y tế", "Công an tỉnh", "Ban Quản lý Khu kinh tế", "Sở Tư pháp"} <= departments
