@@ -9,7 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -71,6 +71,31 @@ class UnitOut(BaseModel):
     level: str
     parent_id: str | None
     merged_into: str | None = Field(None, description="set once the unit was merged into another")
+    code: str | None = Field(
+        None,
+        description="the General Statistics Office code of a province, district or commune "
+        '(e.g. "25408"); null for a department. A unit formed on 1 July 2025 took a '
+        "predecessor's code",
+    )
+    valid_from: date | None = Field(None, description="the first day of the unit (null: open)")
+    valid_to: date | None = Field(None, description="the last day of the unit (null: open)")
+    successors: list[str] = Field(
+        default_factory=list, description="the units that took over from it once it ended"
+    )
+
+    @classmethod
+    def of(cls, unit: Unit) -> UnitOut:
+        return cls(
+            id=unit.id,
+            name=unit.name,
+            level=unit.level.value,
+            parent_id=unit.parent_id,
+            merged_into=unit.merged_into,
+            code=unit.code,
+            valid_from=unit.valid_from,
+            valid_to=unit.valid_to,
+            successors=list(unit.successors),
+        )
 
 
 class UnitIn(BaseModel):
@@ -231,19 +256,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- units ---------------------------------------------------------------------------
 
-    @app.get("/v1/units", response_model=list[UnitOut], dependencies=[reader])
-    async def list_units() -> list[UnitOut]:
+    @app.get(
+        "/v1/units",
+        response_model=list[UnitOut],
+        dependencies=[reader],
+        responses={404: {"description": "no unit has that code (on that day)"}},
+    )
+    async def list_units(
+        code: str | None = Query(
+            None,
+            pattern=r"^[0-9]{1,8}$",
+            description="the unit with this official code: the one it named on `at` (default: "
+            "today, else the latest to hold it), as a list of one",
+        ),
+        at: Day | None = Query(
+            None, description="the tree as it stood on this day: the units valid then"
+        ),
+    ) -> list[UnitOut]:
+        """Every unit the catalog holds, old and new, each with its dates; `at` gives the tree
+        of a day, `code` finds the unit an official code names."""
         tree = await catalog.reload()
-        return [
-            UnitOut(
-                id=u.id,
-                name=u.name,
-                level=u.level.value,
-                parent_id=u.parent_id,
-                merged_into=u.merged_into,
-            )
-            for u in tree.units()
-        ]
+        if code is not None:
+            if at is not None:
+                found = tree.with_code(code, at)
+            else:
+                found = tree.with_code(code, today_local(datetime.now(UTC))) or tree.with_code(code)
+            if found is None:
+                raise NotFound(f"no unit has code {code!r}" + (f" on {at}" if at else ""))
+            return [UnitOut.of(found)]
+        units = tree.units() if at is None else tree.on(at)
+        return [UnitOut.of(u) for u in units]
 
     async def reorganise(unit: Unit) -> UnitOut:
         """Put `unit` in its new place and move its history with it (see Store.reorganise)."""
@@ -259,13 +301,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         partitions = await store.partition_count(settings.events_topic, settings.event_partitions)
         await store.reorganise(unit, remove_from, add_to, settings.events_topic, partitions)
         await catalog.reload()
-        return UnitOut(
-            id=unit.id,
-            name=unit.name,
-            level=unit.level.value,
-            parent_id=unit.parent_id,
-            merged_into=unit.merged_into,
-        )
+        return UnitOut.of(unit)
 
     @app.post("/v1/units", status_code=201, response_model=UnitOut, responses={409: {}})
     async def add_unit(body: UnitIn, actor: Actor = admin) -> UnitOut:
@@ -351,10 +387,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metric: str = Query(max_length=64),
         period: str = Query(max_length=32),
         level: UnitLevel = UnitLevel.DISTRICT,
+        within: str | None = Query(
+            None,
+            pattern=UNIT_ID_PATTERN,
+            description="rank the units of the level under this unit (default: the catalog's "
+            "first province, the deployment's own)",
+        ),
     ) -> JSONResponse:
-        """Units of a level ordered by value (or rate), highest first; ties share a rank."""
+        """Units of a level that existed during the period, under a province, ordered by
+        value (or rate), highest first; ties share a rank."""
         await catalog.reload()
-        return JSONResponse(await views.rankings(metric, parse_period(period), level))
+        return JSONResponse(await views.rankings(metric, parse_period(period), level, within))
 
     # -- campaigns -------------------------------------------------------------------------
 

@@ -29,11 +29,14 @@ from shared.domain.intake import (
     foreign_records,
     foreign_voids,
     out_of_scope,
+    outside_validity,
     parse_events,
+    resolve_unit_codes,
     split_duplicates,
     unknown_units,
     void_probes,
 )
+from shared.domain.periods import today_local
 from shared.domain.safety import UnsafeInput, local_day_start, strict_json
 from shared.domain.units import UnitTree
 from shared.settings import Settings, get_settings
@@ -154,6 +157,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The event's own definitions (its enums) go where its references point: the schema's
     # components (inline `$defs` would leave the references dangling for OpenAPI tools).
     event_definitions = event_schema.pop("$defs", {})
+    # An event names its unit by `unit_id` or by its official `unit_code`, exactly one (the
+    # code becomes the id before the model sees the event: `resolve_unit_codes`).
+    event_schema["properties"]["unit_code"] = {
+        "type": "string",
+        "pattern": "^[0-9]{1,8}$",
+        "description": "the unit's official (GSO) code instead of unit_id: the unit that held "
+        "it on the event's local day",
+    }
+    event_schema["required"] = [f for f in event_schema["required"] if f != "unit_id"]
+    event_schema["oneOf"] = [{"required": ["unit_id"]}, {"required": ["unit_code"]}]
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -222,14 +235,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return _problem_response(
                 422, "invalid body", [Problem(None, None, str(exc))], "invalid"
             )
+        now = datetime.now(UTC)
+        # Units named by official code become their ids first (a code unknown to this copy of
+        # the tree may be a unit just added: looked up again after a reload).
+        posted = payload
+        payload, by_code, code_problems = resolve_unit_codes(
+            posted, await catalog.covering(()), today_local(now)
+        )
+        if any(problem.message.startswith("unknown unit code") for problem in code_problems):
+            payload, by_code, code_problems = resolve_unit_codes(
+                posted, await catalog.reload(), today_local(now)
+            )
+        if code_problems:
+            return _problem_response(422, "invalid events", code_problems, "unknown_unit")
         try:
-            events = parse_events(payload, datetime.now(UTC), not_before)
+            events = parse_events(payload, now, not_before)
         except RejectedBatch as rejected:
             return _problem_response(422, "invalid events", rejected.problems, "invalid")
         tree = await catalog.covering(event.unit_id for event in events)
         unknown = unknown_units(events, tree)
         if unknown:
             return _problem_response(422, "invalid events", unknown, "unknown_unit")
+        undated = outside_validity(events, tree, by_code)
+        if undated:
+            return _problem_response(422, "invalid events", undated, "outside_validity")
         if principal.role == Role.FIELD:
             outside = out_of_scope(events, tree, principal.scope)
             if outside:

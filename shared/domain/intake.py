@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from shared.domain.events import MAX_EVENTS_PER_REQUEST, Event, EventType, event_key
+from shared.domain.periods import LOCAL_TZ
 from shared.domain.units import UnitTree
 
 
@@ -76,6 +77,95 @@ def parse_events(payload: Any, now: datetime, not_before: datetime | None = None
     if problems:
         raise RejectedBatch(problems)
     return events
+
+
+def _local_day(value: Any) -> date | None:
+    """The local day of an `occurred_at` as posted, or None if it is not a date-time (the
+    event's validation says why)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone(LOCAL_TZ).date() if moment.tzinfo is not None else None
+
+
+def resolve_unit_codes(
+    payload: Any, tree: UnitTree, today: date
+) -> tuple[Any, set[int], list[Problem]]:
+    """An event names its unit by `unit_id` or by its official `unit_code`, exactly one of
+    them. Each code becomes the id of the unit it named on the event's local day (the event is
+    published with `unit_id`). Returns the payload as `parse_events` takes it, the indexes of
+    the events that named a code, and what is wrong."""
+    items = [payload] if isinstance(payload, dict) else payload
+    if not isinstance(items, list) or not any(
+        isinstance(item, dict) and "unit_code" in item for item in items
+    ):
+        return payload, set(), []
+    resolved: list[Any] = []
+    by_code: set[int] = set()
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or "unit_code" not in item:
+            resolved.append(item)
+            continue
+        rest = {key: value for key, value in item.items() if key != "unit_code"}
+        code = item["unit_code"]
+        unit = None
+        if "unit_id" in item:
+            problems.append(
+                Problem(index, "unit_code", "name the unit by unit_id or by unit_code, not both")
+            )
+        elif not isinstance(code, str) or not (code.isascii() and code.isdigit()) or len(code) > 8:
+            problems.append(Problem(index, "unit_code", "must be an official code, e.g. 25408"))
+        else:
+            day = _local_day(item.get("occurred_at")) or today
+            unit = tree.with_code(code, day) or tree.with_code(code)
+            if unit is None:
+                problems.append(Problem(index, "unit_code", f"unknown unit code {code!r}"))
+        if unit is None:
+            resolved.append(rest)  # the same indexes as posted, whatever is wrong
+            continue
+        resolved.append({**rest, "unit_id": unit.id})
+        by_code.add(index)
+    if isinstance(payload, dict):
+        return (resolved[0] if resolved else payload), by_code, problems
+    return resolved, by_code, problems
+
+
+def outside_validity(events: list[Event], tree: UnitTree, by_code: set[int]) -> list[Problem]:
+    """Events dated on a day their unit did not exist: after it ended (post to its successors)
+    or before it began. Voids are taken whenever they come: they take back an event the unit
+    took."""
+    problems = []
+    for index, event in enumerate(events):
+        unit = tree.get(event.unit_id)
+        if unit is None or event.type == EventType.EVENT_VOIDED:
+            continue
+        day = event.occurred_at.astimezone(LOCAL_TZ).date()
+        field = "unit_code" if index in by_code else "unit_id"
+        if unit.valid_to is not None and day > unit.valid_to:
+            successors = ", ".join(repr(s) for s in unit.successors)
+            where = f"; post it to its successors: {successors}" if successors else ""
+            problems.append(
+                Problem(
+                    index,
+                    field,
+                    f"unit {unit.id!r} ended on {unit.valid_to.isoformat()}, before the event's "
+                    f"day {day.isoformat()}{where}",
+                )
+            )
+        elif unit.valid_from is not None and day < unit.valid_from:
+            problems.append(
+                Problem(
+                    index,
+                    field,
+                    f"unit {unit.id!r} began on {unit.valid_from.isoformat()}, after the event's "
+                    f"day {day.isoformat()}: post it to the unit of that day",
+                )
+            )
+    return problems
 
 
 def unknown_units(events: list[Event], tree: UnitTree) -> list[Problem]:

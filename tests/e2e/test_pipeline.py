@@ -210,6 +210,11 @@ def test_units_and_totals_errors(pipeline: Pipeline) -> None:
         "level": "district",
         "parent_id": "binh-phuoc",
         "merged_into": None,  # an extension of the contract's four fields
+        # The December 2026 addition "Units of the real map" (issue 21).
+        "code": "696",
+        "valid_from": None,
+        "valid_to": None,
+        "successors": [],
     }
     assert by_id["so-y-te"]["level"] == "department"
     assert by_id["dong-xoai"]["name"] == "Thành phố Đồng Xoài"
