@@ -32,7 +32,7 @@ async def init(settings: Settings, catalog_file: Path | None = None) -> int:
         settings,
         {settings.events_topic: settings.event_partitions, settings.deadletter_topic: 1},
     )
-    data = json.loads(catalog_file.read_bytes()) if catalog_file else bundled_catalog()  # noqa: ASYNC240
+    data = catalog_data(settings, catalog_file)
     units = load_catalog(data)
     UnitTree(units)  # refuse a broken catalog before writing any of it
     client = connect(settings.mongodb_uri, app_name="admin")
@@ -52,6 +52,31 @@ async def init(settings: Settings, catalog_file: Path | None = None) -> int:
     finally:
         await client.close()
     return len(units)
+
+
+DEFAULT_CATALOG_PROVINCES = ("70", "75")
+
+
+def catalog_data(settings: Settings, catalog_file: Path | None = None) -> dict[str, Any]:
+    """The catalog `init` loads: a file given, else the shipped one for the default provinces,
+    else (CATALOG_PROVINCES) one generated from the official dataset for those provinces."""
+    if catalog_file is not None:
+        data: dict[str, Any] = json.loads(catalog_file.read_bytes())
+        return data
+    provinces = settings.catalog_province_codes
+    if provinces == DEFAULT_CATALOG_PROVINCES:
+        return bundled_catalog()
+    try:
+        from deploy.catalog.generate import DatasetMissing, build_catalog
+    except ImportError as exc:  # an image without the generator
+        raise SystemExit(
+            f"CATALOG_PROVINCES={settings.catalog_provinces} needs deploy/catalog/generate.py "
+            "and the vietnamadminunits dataset; or generate a file with it and pass --catalog"
+        ) from exc
+    try:
+        return build_catalog(provinces)
+    except (DatasetMissing, ValueError) as exc:
+        raise SystemExit(f"CATALOG_PROVINCES={settings.catalog_provinces}: {exc}") from exc
 
 
 def bundled_campaigns() -> list[dict[str, Any]]:

@@ -141,6 +141,19 @@ class Settings(BaseSettings):
             raise ValueError("MONGODB_PASSWORD needs MONGODB_USERNAME")
         return self
 
+    # The old provinces (GSO codes, comma-separated, or `all`) whose units `init` loads, with
+    # the provinces of 1 July 2025 formed from them. The default is the shipped catalog (old
+    # Bình Phước and old Đồng Nai, the new Đồng Nai, the departments); any other is generated
+    # at init time from the `vietnamadminunits` dataset (`pip install '.[catalog]'`).
+    catalog_provinces: str = Field(default="70,75", pattern=r"^(all|[0-9]{2}(,[0-9]{2})*)$")
+
+    @property
+    def catalog_province_codes(self) -> tuple[str, ...] | None:
+        """The codes `catalog_provinces` names, in order; None for the whole country."""
+        if self.catalog_provinces == "all":
+            return None
+        return tuple(sorted(set(self.catalog_provinces.split(",")), key=int))
+
     # -- security (issue 7): limits, rate limits, CORS, secrets from files --------------------
     # A file holding the admin token (a mounted secret), read when ADMIN_TOKEN is unset.
     admin_token_file: str = ""

@@ -25,8 +25,8 @@ Ids, kept forever once published:
   so a unit has the same id in every catalog generated from the dataset.
 
 Dates: units of the 34-province tree carry `valid_from` 2025-07-01; the old units carry no dates
-and no successors here. The reform (old units ended on 2025-06-30, their successors) is a plan an
-admin applies (`vn-2025`); until then the old tree takes events as before.
+and no successors here. The reform (old units ended on 2025-06-30, their successors) is to be a
+plan an admin applies (`vn-2025`, not built yet); until then the old tree takes events as before.
 """
 
 from __future__ import annotations

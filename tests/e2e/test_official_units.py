@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -186,3 +188,35 @@ def test_init_over_a_database_of_the_old_excerpt_adds_units_and_codes_keeping_mo
         code="25321",
     )
     assert {u.id: u.code for u in tree.units()} == {u.id: u.code for u in catalog}
+
+
+def test_init_loads_the_provinces_catalog_provinces_names(infra: LocalStack) -> None:
+    run = uuid.uuid4().hex[:8]
+    env = {
+        "KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        "MONGODB_URI": infra.mongodb_uri,
+        "MONGODB_DB": f"provinces_{run}",
+        "EVENTS_TOPIC": f"events-{run}",
+        "DEADLETTER_TOPIC": f"events-{run}-dead",
+        "PYTHONPATH": str(REPO),
+        "CATALOG_PROVINCES": "74",  # old Bình Dương, in Hồ Chí Minh City since 1 July 2025
+    }
+    init = infra.spawn("init-74", [sys.executable, "-m", "shared.admin", "init"], env=env)
+    assert init.popen.wait(120) == 0, Path(init.log_path).read_text()
+    infra.processes.remove(init)
+
+    async def units() -> UnitTree:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(infra.mongodb_uri)
+        try:
+            return UnitTree(await Store(client, env["MONGODB_DB"]).load_units())
+        finally:
+            await client.close()
+
+    tree = asyncio.run(units())
+    assert sorted(u.id for u in tree.units() if u.parent_id is None) == [
+        "binh-duong",
+        "ho-chi-minh-2025",
+    ]
+    assert "binh-phuoc" not in tree
+    unit = tree.with_code("74")
+    assert unit is not None and unit.name == "Tỉnh Bình Dương"

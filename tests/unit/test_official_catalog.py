@@ -11,8 +11,12 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 from deploy.catalog import generate
+from shared.admin import catalog_data
 from shared.domain.units import Unit, UnitLevel, UnitTree, bundled_catalog, load_catalog
+from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 EXCERPT = json.loads((REPO / "deploy/catalog/excerpt_2024.json").read_text("utf-8"))
@@ -166,3 +170,31 @@ def test_units_keep_their_new_fields_through_dicts() -> None:
         None,
         (),
     )
+
+
+def test_init_loads_other_provinces_or_the_whole_country_from_the_dataset() -> None:
+    shipped = {u["id"]: u for u in bundled_catalog()["units"]}
+    assert catalog_data(Settings(catalog_provinces="75,70")) == bundled_catalog()
+    binh_duong = UnitTree(load_catalog(catalog_data(Settings(catalog_provinces="74"))))
+    roots = sorted(u.id for u in binh_duong.units() if u.parent_id is None)
+    # Bình Dương joined Hồ Chí Minh City on 1 July 2025; no department is Bình Dương's.
+    assert roots == ["binh-duong", "ho-chi-minh-2025"]
+    assert not [u for u in binh_duong.units() if u.level == UnitLevel.DEPARTMENT]
+    country = generate.build_catalog(None)
+    tree = UnitTree(load_catalog(country))  # ids unique, every parent known
+    levels = Counter((u.level.value, u.valid_from is None) for u in tree.units())
+    assert levels == {
+        ("province", True): 63,
+        ("district", True): 696,
+        ("commune", True): 10_040 - 5,  # five island districts have no commune
+        ("department", True): 23,
+        ("province", False): 34,
+        ("commune", False): 3_321,
+    }
+    # A unit has the same id in every catalog generated from the dataset.
+    for unit in tree.units():
+        if unit.id in shipped:
+            assert unit.to_dict() == Unit.from_dict(shipped[unit.id]).to_dict()
+    assert len([u for u in tree.units() if u.id in shipped]) == len(shipped)
+    with pytest.raises(ValueError):
+        Settings(catalog_provinces="7")
