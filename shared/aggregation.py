@@ -269,7 +269,7 @@ class BatchApplier:
         )
         report = BatchReport(records=len(records))
         for item in by_record.values():
-            kind = item.type.value if isinstance(item, Event) else "invalid"
+            kind = item.type if isinstance(item, Event) else "invalid"
             report.by_type[kind] = report.by_type.get(kind, 0) + 1
             if isinstance(item, Event) and (
                 report.newest_occurred_at is None or item.occurred_at > report.newest_occurred_at
