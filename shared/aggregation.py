@@ -147,8 +147,13 @@ class BatchApplier:
         dead_letters: DeadLetterSink,
         sessions: TransactionSessions | None = None,
         recorded: RecordedIds | None = None,
+        newer_registry: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
+        # Asked before a record is dead-lettered as not an event: ingest accepts an event of a
+        # new type (or attribute) only once the registry holding it is stored, so a registry
+        # reloaded then knows every event the log can hold.
+        self._newer_registry = newer_registry
         self._catalog = catalog
         self._dead_letters = dead_letters
         # Where a live aggregator announces the session of its transactions, so that another
@@ -264,12 +269,23 @@ class BatchApplier:
             if prepared is not None
             else {id(record): decode(record) for record in records}
         )
+        if (
+            self._newer_registry is not None
+            and any(isinstance(item, DeadLetter) for item in by_record.values())
+            and await self._newer_registry()
+        ):
+            earlier = by_record
+            by_record = {}
+            for record in records:
+                item = earlier[id(record)]
+                by_record[id(record)] = decode(record) if isinstance(item, DeadLetter) else item
+            prepared = None
         tree = await self._catalog.covering(
             {d.unit_id for d in by_record.values() if isinstance(d, Event)}
         )
         report = BatchReport(records=len(records))
         for item in by_record.values():
-            kind = item.type.value if isinstance(item, Event) else "invalid"
+            kind = item.type if isinstance(item, Event) else "invalid"
             report.by_type[kind] = report.by_type.get(kind, 0) + 1
             if isinstance(item, Event) and (
                 report.newest_occurred_at is None or item.occurred_at > report.newest_occurred_at

@@ -31,6 +31,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.kafka import kafka_client_options
 from shared.adapters.mongo import Document, Store, metric_name
+from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.aggregation import BatchApplier, DeadLetter, Prepared
 from shared.domain.ledger import RecordedIds
 from shared.settings import Settings
@@ -107,7 +108,15 @@ async def replay(
 
     # The replay writes its generation alone: a filter of what it holds spares the store a
     # lookup of nearly every id (a replay's batches rarely meet an id counted before).
-    applier = BatchApplier(target, catalog, count_dead_letters, recorded=await recorded_in(target))
+    registry = RegistryCache(RegistryStore(target))
+    await registry.reload()  # the stored registry: it holds every type the log can hold
+    applier = BatchApplier(
+        target,
+        catalog,
+        count_dead_letters,
+        recorded=await recorded_in(target),
+        newer_registry=registry.newer,
+    )
     consumer = AIOKafkaConsumer(
         **kafka_client_options(settings),
         group_id=None,

@@ -23,8 +23,9 @@ from shared.domain.campaigns import (
     count_progress,
     rate_progress,
 )
-from shared.domain.metrics import METRICS, Metric, MetricKind
+from shared.domain.metrics import Metric, MetricKind, current_metrics
 from shared.domain.periods import Period
+from shared.domain.registry import IndicatorKind
 from shared.domain.reports import (
     OnlineServicesRow,
     PaymentsRow,
@@ -68,7 +69,7 @@ def metric_value(
 ) -> MetricValue:
     if definition.kind != MetricKind.RATE:
         return MetricValue(totals.get(definition.name, 0))
-    if definition.name == SERVICES_SHARE:
+    if definition.builtin == IndicatorKind.ONLINE_SERVICES_SHARE:
         numerator, denominator = online_service_share(unit_id, tree, catalogs, totals)
     else:
         numerator = sum(totals.get(m, 0) for m in definition.numerator)
@@ -154,7 +155,7 @@ class Views:
         return await self._store.position(self._topic, partitions)
 
     async def total(self, unit_id: str, metric: str, period: Period) -> dict[str, Any]:
-        definition = METRICS.get(metric)
+        definition = current_metrics().get(metric)
         if definition is None:
             raise NotFound(f"unknown metric {metric!r}")
         tree, _ = await self._unit(unit_id)
@@ -181,7 +182,7 @@ class Views:
     ) -> dict[str, Any]:
         """A unit's value of a metric on each local day of [first, last] (every day listed,
         0 or null when nothing happened): the dashboard's daily chart."""
-        definition = METRICS.get(metric)
+        definition = current_metrics().get(metric)
         if definition is None:
             raise NotFound(f"unknown metric {metric!r}")
         tree, _ = await self._unit(unit_id)
@@ -203,12 +204,12 @@ class Views:
         }
 
     async def _catalogs_if(self, definition: Metric) -> ServiceCatalogs:
-        if definition.name == SERVICES_SHARE:
+        if definition.builtin == IndicatorKind.ONLINE_SERVICES_SHARE:
             return await self._store.service_catalogs_by_unit()
         return {}
 
     async def rankings(self, metric: str, period: Period, level: UnitLevel) -> dict[str, Any]:
-        definition = METRICS.get(metric)
+        definition = current_metrics().get(metric)
         if definition is None:
             raise NotFound(f"unknown metric {metric!r}")
         tree = self._catalog.tree
@@ -266,7 +267,12 @@ class Views:
         in_campaign, in_window = await self._range_totals.get(
             position, ids, ((campaign.starts, until), window)
         )
-        catalogs = await self._store.service_catalogs_by_unit() if SERVICES_SHARE in metrics else {}
+        catalog = current_metrics()
+        catalogs = (
+            await self._store.service_catalogs_by_unit()
+            if any(catalog[m].builtin == IndicatorKind.ONLINE_SERVICES_SHARE for m in metrics)
+            else {}
+        )
         return {
             "campaign": {
                 "id": campaign.id,
@@ -286,7 +292,7 @@ class Views:
                         _progress_json(
                             _metric_progress(
                                 campaign,
-                                METRICS[m],
+                                catalog[m],
                                 u.id,
                                 own.get((u.id, m)),
                                 today,

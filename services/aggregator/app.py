@@ -22,6 +22,7 @@ from shared.adapters.catalog import CatalogCache
 from shared.adapters.kafka import make_broker
 from shared.adapters.metrics import render_metrics
 from shared.adapters.mongo import connect
+from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.sessions import TransactionSessions
 from shared.aggregation import BatchApplier, DeadLetter
 from shared.settings import Settings, get_settings
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     client = connect(settings.mongodb_uri, app_name="aggregator")
     store = TimedStore(client, settings.mongodb_db)  # Store, timing its batch writes
     catalog = CatalogCache(store)
+    registry = RegistryCache(RegistryStore(store))
     broker = make_broker(settings, client_id="aggregator")
 
     async def send_dead_letter(letter: DeadLetter) -> None:
@@ -104,7 +106,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         DEAD_LETTERS.inc(len(letters))
 
     sessions = TransactionSessions(store.db, stale_after_s=settings.aggregator_stale_after_s)
-    applier = BatchApplier(store, catalog, send_dead_letters, sessions)
+    applier = BatchApplier(
+        store, catalog, send_dead_letters, sessions, newer_registry=registry.newer
+    )
     watch = CommitWatch()
     UNCOMMITTED.set_function(watch.waiting_for)
 
@@ -200,6 +204,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def start() -> None:
         await store.ensure_indexes()
         await catalog.reload()
+        await registry.reload()
         await store.follow_generation()
         if await store.ledger_scheme() == "event":
             log.error(

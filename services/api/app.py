@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -24,7 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from services.api import routes
 from services.api.dashboard import dashboard_routes
+from services.api.deps import Actor
 from services.api.reports import report_routes
 from shared.adapters.auth import Authenticator, bearer_token, rate_limits, require_admin
 from shared.adapters.catalog import CatalogCache
@@ -32,9 +34,9 @@ from shared.adapters.docs import add_offline_docs
 from shared.adapters.http import add_operational_routes
 from shared.adapters.http_security import ERROR_RESPONSES, Day, bounded, harden
 from shared.adapters.mongo import Store, connect
+from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.security_store import SecurityStore
 from shared.campaign_gauges import CampaignGauges
-from shared.domain.access import Principal
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SAFE_TOKEN_PATTERN, SERVICE_ID_PATTERN, UNIT_ID_PATTERN
 from shared.domain.periods import InvalidPeriod, Period, today_local
@@ -149,14 +151,6 @@ class ServicesIn(BaseModel):
     services: list[ServiceId] = Field(max_length=10_000)
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """The admin behind a request, for the audit log."""
-
-    principal: Principal
-    client: str | None
-
-
 class AuditEntry(BaseModel):
     at: datetime
     actor: str
@@ -181,6 +175,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalog = CatalogCache(store)
     views = Views(store, catalog, settings.events_topic, settings.event_partitions)
     security = SecurityStore(store)
+    registry_store = RegistryStore(store)
+    registry_cache = RegistryCache(registry_store)
     authenticator = Authenticator(store, settings.admin_token, security, rate_limits(settings))
     reader = Depends(authenticator.principal)
     admin_principal = require_admin(authenticator.principal)
@@ -201,6 +197,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.ensure_indexes()
         await security.ensure_indexes()
         await catalog.reload()
+        # The shipped registry, if `init` has not stored one (a database set up before it).
+        await registry_store.install_shipped()
+        await registry_cache.reload()
         hub.start()
         try:
             yield
@@ -441,6 +440,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         today = at or today_local(datetime.now(UTC))
         return JSONResponse(await views.progress(campaign_id, unit_id, today))
 
+    # What the routers read through `services.api.deps`.
+    app.state.authenticator = authenticator
+    app.state.security = security
+    app.state.registry_store = registry_store
+    app.state.registry_cache = registry_cache
+    app.include_router(routes.event_types.router)
+    app.include_router(routes.indicators.router)
     app.include_router(report_routes(views, catalog, reader))
     app.include_router(dashboard_routes(views, reader))
 

@@ -377,7 +377,7 @@ class Store:
             doc["_id"]: SubjectState(
                 doc["_id"],
                 [
-                    StatusEntry(datetime.fromisoformat(entry[0]), entry[1], entry[2], entry[3])
+                    StatusEntry(datetime.fromisoformat(entry[0]), *entry[1:5])
                     for entry in doc["entries"]
                 ],
                 doc.get("o"),
@@ -443,6 +443,7 @@ class Store:
                             entry.event_key,
                             entry.status,
                             entry.unit_id,
+                            entry.event_type,
                         ]
                         for entry in state.entries
                     ],

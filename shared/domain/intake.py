@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.domain.events import MAX_EVENTS_PER_REQUEST, Event, EventType, event_key
+from shared.domain.events import MAX_EVENTS_PER_REQUEST, Event, event_key
+from shared.domain.registry import current_registry
 from shared.domain.units import UnitTree
 
 
@@ -125,8 +126,9 @@ def foreign_records(events: list[Event], owners: Mapping[str, str]) -> list[Prob
     first event, as the store knows it (`owners`) or as this request itself names it."""
     claimed = dict(owners)
     problems = []
+    registry = current_registry()
     for index, event in enumerate(events):
-        if event.subject_id is None or event.type != EventType.CERTIFICATION_STATUS:
+        if event.subject_id is None or registry.state_rule(event.type) is None:
             continue
         owner = claimed.setdefault(event.subject_id, event.unit_id)
         if owner != event.unit_id:
