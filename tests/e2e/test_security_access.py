@@ -241,6 +241,17 @@ ENDPOINTS = [
         lambda column: (f"/v1/tokens/matrix-doomed-{column}", {}),
     ),
     Endpoint("GET", "/v1/audit", "admin", _fixed("/v1/audit")),
+    Endpoint("GET", "/v1/event-types", "read", _fixed("/v1/event-types")),
+    Endpoint("GET", "/v1/indicators", "read", _fixed("/v1/indicators")),
+    Endpoint(
+        "PUT",
+        "/v1/event-types/{event_type}",
+        "admin",
+        lambda column: (
+            f"/v1/event-types/matrix.{column.replace('_', '-')}",
+            {"json": {"attributes": {}, "subject": "none", "amount": False}},
+        ),
+    ),
     Endpoint(
         "POST",
         "/v1/events",
