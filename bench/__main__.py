@@ -39,7 +39,7 @@ from bench.world import (
     realistic_events,
     synthetic_catalog,
 )
-from deploy.local.stack import MEMORY_FS, REPO, memory_backed, started_stack
+from deploy.local.stack import MEMORY_FS, REPO, kafka_version, memory_backed, started_stack
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
         return True
 
     with started_stack(root) as stack:
+        results["broker"] = f"Apache Kafka {kafka_version()} (KRaft, one node)"
         results["data_dir"] = (
             f"{MEMORY_FS} (memory-backed)"
             if memory_backed(stack.data_dir)

@@ -70,7 +70,7 @@ class CpuWatch:
 
 def server_pids(deployment: Deployment) -> dict[str, int]:
     pids = {p.name: p.popen.pid for p in deployment.stack.processes}
-    return {k: v for k, v in pids.items() if k in ("tansu", "secantusd", "localbucket")} | {
+    return {k: v for k, v in pids.items() if k in ("kafka", "secantusd")} | {
         name: process.popen.pid for name, process in deployment.services.items()
     }
 

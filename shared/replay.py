@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.adapters.catalog import CatalogCache
@@ -119,7 +120,7 @@ async def replay(
     await consumer.start()
     ahead: asyncio.Task[tuple[list[ConsumerRecord[bytes, bytes]], Prepared]] | None = None
     try:
-        partitions = await _partitions(consumer, settings.events_topic)
+        partitions = await _partitions(settings, settings.events_topic)
         start = await target.next_offsets(settings.events_topic, partitions)
         assigned = [TopicPartition(settings.events_topic, p) for p in partitions]
         consumer.assign(assigned)
@@ -206,13 +207,20 @@ async def _gather(consumer: AIOKafkaConsumer, limit: int) -> list[ConsumerRecord
     return records
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    for _ in range(50):
-        await consumer.topics()  # refreshes the metadata
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return sorted(found)
-        await asyncio.sleep(0.2)
+async def _partitions(settings: Settings, topic: str) -> list[int]:
+    """The topic's partitions, as the cluster describes them. (Not the consumer's
+    `partitions_for_topic`: a consumer with nothing assigned asks the cluster's metadata for
+    no topic, so it knows none.)"""
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        for _ in range(50):
+            for found in await admin.describe_topics([topic]):
+                if found["topic"] == topic and found["error_code"] == 0 and found["partitions"]:
+                    return sorted(p["partition"] for p in found["partitions"])
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
     raise RuntimeError(f"topic {topic!r} has no partitions (does it exist?)")
 
 

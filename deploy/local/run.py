@@ -13,7 +13,7 @@ from types import FrameType
 
 from deploy.local.dashboard import viewer_token
 from deploy.local.prometheus import start_prometheus, write_config
-from deploy.local.stack import LOCAL, REPO, LocalStack, PortInUse
+from deploy.local.stack import LOCAL, REPO, LocalStack, PortInUse, kafka_version
 from shared.admin import init
 from shared.settings import Settings
 
@@ -41,7 +41,7 @@ def main() -> int:
         log_dir=Path(env.get("LOG_DIR", str(LOCAL / "logs"))).resolve(),
         kafka_port=int(env.get("KAFKA_PORT", "9092")),
         mongo_port=int(env.get("MONGODB_PORT", "27017")),
-        s3_port=int(env.get("LOCAL_S3_PORT", "9900")),
+        kafka_controller_port=int(env.get("KAFKA_CONTROLLER_PORT", "9093")),
     )
     ports = {
         "ingest": int(env.get("INGEST_PORT", "8081")),
@@ -91,6 +91,9 @@ def main() -> int:
         print(f"logs: {stack.log_dir}", file=sys.stderr)
         stack.stop_all()
         return 1
+    kafka_name = (
+        "your own broker" if "KAFKA_BOOTSTRAP" in env else f"Apache Kafka {kafka_version()}"
+    )
     # Debian's package serves the classic UI only (its React UI is not packaged).
     prometheus_lines = (
         f"  Prometheus alerts    http://127.0.0.1:{prometheus_port}/classic/alerts"
@@ -107,7 +110,7 @@ Campaign tracker is running ({time.monotonic() - started:.1f} s to start, {count
   API + OpenAPI docs   http://127.0.0.1:{ports["api"]}/docs
   Ingest               http://127.0.0.1:{ports["ingest"]}/v1/events   (docs: /docs)
   Aggregator           http://127.0.0.1:{ports["aggregator"]}/metrics  (/healthz)
-  Kafka (tansu)        {service_env["KAFKA_BOOTSTRAP"]}
+  Kafka                {service_env["KAFKA_BOOTSTRAP"]}   ({kafka_name})
   MongoDB (SecantusDB) {service_env["MONGODB_URI"]}
   Data                 {data_dir}
   Logs                 {stack.log_dir}

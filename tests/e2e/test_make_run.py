@@ -60,7 +60,7 @@ def test_make_run_starts_everything_restarts_a_dead_service_and_stops_cleanly(
 ) -> None:
     ports = {
         name: free_port()
-        for name in ("KAFKA", "MONGODB", "LOCAL_S3", "INGEST", "API", "AGGREGATOR")
+        for name in ("KAFKA", "KAFKA_CONTROLLER", "MONGODB", "INGEST", "API", "AGGREGATOR")
     }
     env = {f"{name}_PORT": str(port) for name, port in ports.items()}
     env.update(
@@ -143,7 +143,7 @@ def test_make_run_starts_everything_restarts_a_dead_service_and_stops_cleanly(
         )
         blocked_output = blocked.stdout + blocked.stderr
         assert blocked.returncode != 0
-        assert f"port {ports['LOCAL_S3']} (LOCAL_S3_PORT) is already in use" in blocked_output
+        assert f"port {ports['KAFKA']} (KAFKA_PORT) is already in use" in blocked_output
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
