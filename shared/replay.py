@@ -127,20 +127,15 @@ async def replay(
         for tp in assigned:
             consumer.seek(tp, start[tp.partition])
         position = dict(start)
-        # The log's end as fetch responses report it (each partition's high watermark, taken
-        # the first time it is known, so at or past the end at the start), not as `end_offsets`
-        # (ListOffsets) does: the local broker answers that with offsets far behind the end
-        # (measured: 1 and 8,001 for partitions of 25,000 records).
+        # The log's end when the replay starts (ListOffsets, latest): what `through_log_end`
+        # must replay before a switch.
         floor: dict[int, int] = {}
+        if through_log_end:
+            ends = await consumer.end_offsets(assigned)
+            floor = {tp.partition: offset for tp, offset in ends.items()}
 
         def reached_floor() -> bool:
-            if not through_log_end:
-                return True
-            for tp in assigned:
-                highwater = consumer.highwater(tp)
-                if tp.partition not in floor and highwater is not None:
-                    floor[tp.partition] = highwater
-            return all(p in floor and position[p] >= floor[p] for p in partitions)
+            return all(position[p] >= floor.get(p, 0) for p in partitions)
 
         async def next_batch() -> tuple[list[ConsumerRecord[bytes, bytes]], Prepared]:
             records = await _gather(consumer, batch_records)
