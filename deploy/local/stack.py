@@ -307,7 +307,7 @@ class LocalStack:
     def process(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name)
 
-    def start_database(self) -> None:
+    def start_database(self) -> Process:
         check_port_free(self.mongo_port, "MONGODB_PORT")
         mongo_dir = self.data_dir / "mongo"
         mongo_dir.mkdir(parents=True, exist_ok=True)
@@ -327,6 +327,7 @@ class LocalStack:
             cwd=mongo_dir,  # it reads ./secantusd.toml if one is there: never ours by accident
         )
         wait_for_port(self.mongo_port, 60, database.popen)
+        return database
 
     def start_service(self, name: str, port: int, env: Mapping[str, str]) -> Process:
         check_port_free(port, f"{name.upper()}_PORT")
