@@ -237,8 +237,9 @@ def test_make_run_stops_when_the_broker_cannot_be_restarted(tmp_path: Path) -> N
             squatter.listen()
             rest, _ = process.communicate(timeout=180)
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:  # the test failed first: stop the run and what it started
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=120)
     assert process.returncode == 1, rest
     log = tmp_path / "logs" / "kafka.log"
     assert f"make run: the broker (kafka) did not restart in 3 tries (log: {log})" in rest
