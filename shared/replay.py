@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.adapters.catalog import CatalogCache
@@ -128,27 +129,22 @@ async def replay(
     await consumer.start()
     ahead: asyncio.Task[tuple[list[ConsumerRecord[bytes, bytes]], Prepared]] | None = None
     try:
-        partitions = await _partitions(consumer, settings.events_topic)
+        partitions = await _partitions(settings, settings.events_topic)
         start = await target.next_offsets(settings.events_topic, partitions)
         assigned = [TopicPartition(settings.events_topic, p) for p in partitions]
         consumer.assign(assigned)
         for tp in assigned:
             consumer.seek(tp, start[tp.partition])
         position = dict(start)
-        # The log's end as fetch responses report it (each partition's high watermark, taken
-        # the first time it is known, so at or past the end at the start), not as `end_offsets`
-        # (ListOffsets) does: the local broker answers that with offsets far behind the end
-        # (measured: 1 and 8,001 for partitions of 25,000 records).
+        # The log's end when the replay starts (ListOffsets, latest): what `through_log_end`
+        # must replay before a switch.
         floor: dict[int, int] = {}
+        if through_log_end:
+            ends = await consumer.end_offsets(assigned)
+            floor = {tp.partition: offset for tp, offset in ends.items()}
 
         def reached_floor() -> bool:
-            if not through_log_end:
-                return True
-            for tp in assigned:
-                highwater = consumer.highwater(tp)
-                if tp.partition not in floor and highwater is not None:
-                    floor[tp.partition] = highwater
-            return all(p in floor and position[p] >= floor[p] for p in partitions)
+            return all(position[p] >= floor.get(p, 0) for p in partitions)
 
         async def next_batch() -> tuple[list[ConsumerRecord[bytes, bytes]], Prepared]:
             records = await _gather(consumer, batch_records)
@@ -215,13 +211,20 @@ async def _gather(consumer: AIOKafkaConsumer, limit: int) -> list[ConsumerRecord
     return records
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    for _ in range(50):
-        await consumer.topics()  # refreshes the metadata
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return sorted(found)
-        await asyncio.sleep(0.2)
+async def _partitions(settings: Settings, topic: str) -> list[int]:
+    """The topic's partitions, as the cluster describes them. (Not the consumer's
+    `partitions_for_topic`: a consumer with nothing assigned asks the cluster's metadata for
+    no topic, so it knows none.)"""
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        for _ in range(50):
+            for found in await admin.describe_topics([topic]):
+                if found["topic"] == topic and found["error_code"] == 0 and found["partitions"]:
+                    return sorted(p["partition"] for p in found["partitions"])
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
     raise RuntimeError(f"topic {topic!r} has no partitions (does it exist?)")
 
 
