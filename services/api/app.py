@@ -26,7 +26,7 @@ from pydantic import (
 
 from services.api import routes
 from services.api.dashboard import dashboard_routes
-from services.api.deps import Actor
+from services.api.deps import PERIOD_DOC, Actor, parse_period
 from services.api.reports import report_routes
 from shared.adapters.auth import Authenticator, bearer_token, rate_limits, require_admin
 from shared.adapters.catalog import CatalogCache
@@ -39,7 +39,7 @@ from shared.adapters.security_store import SecurityStore
 from shared.campaign_gauges import CampaignGauges
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SAFE_TOKEN_PATTERN, SERVICE_ID_PATTERN, UNIT_ID_PATTERN
-from shared.domain.periods import InvalidPeriod, Period, today_local
+from shared.domain.periods import today_local
 from shared.domain.safety import unsafe_text_reason
 from shared.domain.units import InvalidCatalog, Unit, UnitLevel, rollup_shift
 from shared.live import LiveHub, until_revoked
@@ -159,13 +159,6 @@ class AuditEntry(BaseModel):
     action: str
     target: str
     details: dict[str, Any]
-
-
-def parse_period(text: str) -> Period:
-    try:
-        return Period.parse(text)
-    except InvalidPeriod as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -341,14 +334,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def get_total(
         unit_id: str = Query(pattern=UNIT_ID_PATTERN),
         metric: str = Query(max_length=64),
-        period: str = Query(max_length=32),
+        period: str = Query(max_length=32, description=PERIOD_DOC),
     ) -> JSONResponse:
         return JSONResponse(await views.total(unit_id, metric, parse_period(period)))
 
     @app.get("/v1/rankings", dependencies=[reader])
     async def get_rankings(
         metric: str = Query(max_length=64),
-        period: str = Query(max_length=32),
+        period: str = Query(max_length=32, description=PERIOD_DOC),
         level: UnitLevel = UnitLevel.DISTRICT,
     ) -> JSONResponse:
         """Units of a level ordered by value (or rate), highest first; ties share a rank."""
@@ -471,9 +464,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for item in watch:
             unit_id, _, rest = item.partition(":")
             metric, _, period = rest.partition(":")
-            parse_period(period)
-            await views.total(unit_id, metric, Period.parse(period))  # 404 for unknown ones
-            keys.add((unit_id, metric, str(Period.parse(period))))
+            parsed = parse_period(period)
+            await views.total(unit_id, metric, parsed)  # 404 for unknown ones
+            keys.add((unit_id, metric, str(parsed)))
         token = bearer_token(request)
         return StreamingResponse(
             until_revoked(

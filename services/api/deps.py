@@ -12,6 +12,10 @@ from shared.adapters.auth import Authenticator
 from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.security_store import SecurityStore
 from shared.domain.access import Principal
+from shared.domain.periods import PERIOD_FORMS, InvalidPeriod, Period
+
+# The `period` query parameter's description, wherever one is taken.
+PERIOD_DOC = f"{PERIOD_FORMS}; days are local days in Asia/Ho_Chi_Minh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,14 @@ class Actor:
 
     principal: Principal
     client: str | None
+
+
+def parse_period(text: str) -> Period:
+    """A `period` parameter, or `422` naming what is wrong with it."""
+    try:
+        return Period.parse(text)
+    except InvalidPeriod as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
 
 async def _reader(request: Request) -> Principal:
