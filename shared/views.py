@@ -182,7 +182,9 @@ class Views:
         (`Backfilling` while a replay of the log counts them)."""
         if self._registry is not None:
             await self._registry.fresh()
-        definition = await self._definition(metric)
+        definition = current_metrics().get(metric)
+        if definition is None:
+            raise NotFound(f"unknown metric {metric!r}")
         await self.ready(metric)
         return definition
 
