@@ -265,3 +265,44 @@ def test_an_indicator_a_target_uses_cannot_be_deleted(own_pipeline: Pipeline) ->
     assert api(pipeline, "DELETE", "/v1/indicators/sim.spare").status_code == 404
     actions = [e["action"] for e in api(pipeline, "GET", "/v1/audit").json()]
     assert "indicator.delete" in actions
+
+
+def test_a_reorganisation_during_a_backfill_ends_exact(own_pipeline: Pipeline) -> None:
+    """A commune moved to another district while its indicator backfills: the backfill's
+    switch is refused (its replay used the old tree), it starts again, and the indicator ends
+    ready with the history where the move put it."""
+    pipeline = own_pipeline
+    rng = random.Random(30)
+    sims = [
+        {
+            "event_id": f"sim-{n}",
+            "type": "sim.registered",
+            "unit_id": rng.choice(UNITS),
+            "occurred_at": f"2024-04-{rng.randint(1, 28):02d}T09:00:00+07:00",
+        }
+        for n in range(8_000)
+    ]
+    asyncio.run(post_many(pipeline, sims))
+    pipeline.wait_reflected(timeout_s=120)
+    body = {**LEVEL_ONE, "event_type": "sim.registered", "where": {}, "name_en": "SIMs moved"}
+    assert api(pipeline, "PUT", "/v1/indicators/sim.moved", json=body).status_code == 201
+    time.sleep(1.2)  # the backfill has started (the aggregator looks once a second)
+    moved = api(
+        pipeline, "POST", "/v1/units/bu-dang-minh-hung/move", json={"parent_id": "dong-xoai"}
+    )
+    assert moved.status_code == 200, moved.text
+    assert status_of(pipeline, "sim.moved") == "backfilling"
+    wait_ready(pipeline, "sim.moved")
+    pipeline.wait_reflected(timeout_s=120)
+
+    parent = {unit: (lineage(unit)[1:] or [None])[0] for unit in UNITS}
+    parent["bu-dang-minh-hung"] = "dong-xoai"
+    expected: dict[str, int] = defaultdict(int)
+    for event in sims:
+        unit: str | None = event["unit_id"]
+        while unit is not None:
+            expected[unit] += 1
+            unit = parent[unit]
+    for metric in ("sim.moved", "sim.registered"):
+        got = {u: pipeline.total(u, metric, "all")["value"] for u in UNITS}
+        assert got == {u: expected.get(u, 0) for u in UNITS}, metric
