@@ -49,6 +49,12 @@ class CatalogChanged(RuntimeError):
     counted before it used the old tree. Run the rebuild again."""
 
 
+class RegistryChanged(RuntimeError):
+    """The served generation was counted from a newer registry than this rebuild (a backfill
+    switched meanwhile): switching would take indicators it made ready back to backfilling.
+    Run the rebuild again."""
+
+
 @dataclass
 class ReplayStats:
     records: int = 0
@@ -228,7 +234,14 @@ async def _partitions(settings: Settings, topic: str) -> list[int]:
     raise RuntimeError(f"topic {topic!r} has no partitions (does it exist?)")
 
 
-async def switch_generation(live: Store, new: Store, topic: str, catalog_version: int) -> bool:
+async def switch_generation(
+    live: Store,
+    new: Store,
+    topic: str,
+    catalog_version: int,
+    registry_version: int = 1,
+    guard: Callable[[AsyncClientSession], Awaitable[None]] | None = None,
+) -> bool:
     """Serve `new` if it has applied, in every partition, at least what the served generation
     has; else False (replay more, then try again).
 
@@ -236,12 +249,25 @@ async def switch_generation(live: Store, new: Store, topic: str, catalog_version
     live aggregator's batch transaction does: a batch committed meanwhile makes this conflict
     and run again (re-reading its offsets), and a batch that read the old generation name
     conflicts with this and runs again in the new generation. So no batch is lost between the
-    two. A reorganisation writes those offsets too, so it cannot slip between either."""
+    two. A reorganisation writes those offsets too, so it cannot slip between either.
+
+    `registry_version` is the registry the replay started from (every batch of `new` was
+    counted with it or a newer one): recorded with the switch, it tells which indicators the
+    new generation holds exactly (`shared.domain.registry.indicator_status`). `guard`, run in
+    the same transaction, may refuse the switch by raising (a backfill's lease)."""
 
     async def transaction(session: AsyncClientSession) -> bool:
         if await live.catalog_version(session) != catalog_version:
             raise CatalogChanged("the unit tree changed during the rebuild")
-        served = live.in_generation(await live.serving_generation(session))
+        if guard is not None:
+            await guard(session)
+        serving, counted_from = await live.serving(session)
+        if counted_from > registry_version:
+            raise RegistryChanged(
+                f"the served totals were counted from registry version {counted_from}, "
+                f"newer than this rebuild's {registry_version}"
+            )
+        served = live.in_generation(serving)
         old_next = await served.applied_offsets(topic, session)
         new_next = await new.next_offsets(topic, list(old_next), session)
         if any(new_next[p] < applied for p, applied in old_next.items()):
@@ -253,7 +279,13 @@ async def switch_generation(live: Store, new: Store, topic: str, catalog_version
         )
         await live.meta.update_one(
             {"_id": "generation"},
-            {"$set": {"name": new.generation, "since": datetime.now(UTC)}},
+            {
+                "$set": {
+                    "name": new.generation,
+                    "since": datetime.now(UTC),
+                    "registry_version": registry_version,
+                }
+            },
             upsert=True,
             session=session,
         )
@@ -271,6 +303,9 @@ async def rebuild(
     keep_old: bool = False,
     grace_s: float = 10.0,
     through_log_end: bool = False,
+    on_generation: Callable[[str], Awaitable[None]] | None = None,
+    on_batch: Callable[[], Awaitable[None]] | None = None,
+    guard: Callable[[AsyncClientSession], Awaitable[None]] | None = None,
 ) -> tuple[str, ReplayStats]:
     """Recompute every total from the log into a new generation and switch to it; returns the
     new generation's name. The old one is dropped after `grace_s` (requests that read it just
@@ -279,14 +314,24 @@ async def rebuild(
     The switch comes as soon as the new generation has applied what the served one has, so
     with the aggregator stopped (a fix to the counting rules, say) the rebuild may end before
     the log does and leave the rest to the aggregator; `through_log_end` replays at least the
-    whole log as it stood at the start."""
+    whole log as it stood at the start. `on_generation` is told the new generation's name
+    before anything is written to it, `on_batch` is called after every batch (a backfill
+    keeps its lease with them), `guard` in the switch's transaction."""
     catalog_version = await live.catalog_version()
+    # Before the replay loads it (it may load a newer one, never an older one).
+    registry_version = max(1, await live.stored_registry_version())
     old = await live.serving_generation()
     name = "r" + datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
     new = live.in_generation(name)
+    if on_generation is not None:
+        await on_generation(name)
 
     async def try_switch() -> bool:
-        return await switch_generation(live, new, settings.events_topic, catalog_version)
+        if on_batch is not None:
+            await on_batch()
+        return await switch_generation(
+            live, new, settings.events_topic, catalog_version, registry_version, guard
+        )
 
     await new.mark_ledger_scheme()
     try:

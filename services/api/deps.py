@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from shared.adapters.auth import Authenticator
+from shared.adapters.mongo import Store
 from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.security_store import SecurityStore
 from shared.domain.access import Principal
@@ -66,3 +67,11 @@ AdminActor = Annotated[Actor, Depends(_admin)]
 SecurityDep = Annotated[SecurityStore, Depends(_security)]
 RegistryStoreDep = Annotated[RegistryStore, Depends(_registry_store)]
 RegistryCacheDep = Annotated[RegistryCache, Depends(_registry_cache)]
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[Store, Depends(_store)]
