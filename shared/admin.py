@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from shared import replay
 from shared.adapters.kafka import ensure_topics, kafka_client_options
 from shared.adapters.mongo import Store, connect
+from shared.adapters.registry_store import RegistryStore
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SERVICE_ID_PATTERN
 from shared.domain.units import UnitTree, bundled_catalog, load_catalog
@@ -39,6 +40,7 @@ async def init(settings: Settings, catalog_file: Path | None = None) -> int:
     try:
         store = Store(client, settings.mongodb_db)
         await store.ensure_indexes()
+        await RegistryStore(store).install_shipped()
         await store.upsert_units(units)
         for data in bundled_campaigns():
             await load_campaign(store, data, only_if_new=True)

@@ -70,8 +70,8 @@ class Settings(BaseSettings):
     # An aggregator silent this long is taken for dead and its open transaction aborted
     # (shared/adapters/sessions.py); a living one it was wrong about just redoes its batch.
     aggregator_stale_after_s: float = Field(default=5.0, gt=0)
-    # The aggregator's /healthz answers 503 once a batch has failed to commit for this long
-    # (the database down, say): counting has stopped, whatever the process itself says.
+    # The aggregator's /healthz answers 503 once a batch has waited this long to commit (the
+    # database down, say): counting has stopped, whatever the process itself says.
     aggregator_unhealthy_after_s: float = Field(default=60.0, gt=0)
 
     # -- Kafka connection security, for managed clusters (shared/adapters/kafka.py turns these

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.mongo import Position, Store
+from shared.adapters.registry_store import RegistryCache
 from shared.domain.campaigns import (
     Campaign,
     MetricProgress,
@@ -23,8 +24,9 @@ from shared.domain.campaigns import (
     count_progress,
     rate_progress,
 )
-from shared.domain.metrics import METRICS, Metric, MetricKind
+from shared.domain.metrics import Metric, MetricKind, current_metrics
 from shared.domain.periods import Period
+from shared.domain.registry import BACKFILLING, IndicatorKind, current_registry
 from shared.domain.reports import (
     OnlineServicesRow,
     PaymentsRow,
@@ -37,10 +39,29 @@ from shared.domain.units import Unit, UnitLevel, UnitTree
 
 SERVICES_SHARE = "filing.services_with_online_share"
 PROCESSED_ONLINE = "filing.processed.online_rate"
+# The indicators the report tables read by id: they cannot be deleted (`DELETE
+# /v1/indicators/{id}` is 409 naming the report), and a report answers 409 while one of them
+# is backfilling.
+REPORTED_INDICATORS: dict[str, str] = {
+    **{
+        f"payment.{kind}.{what}": "payments"
+        for kind in ("nvtc", "fee")
+        for what in ("count", "amount_vnd")
+    },
+    "filing.submitted": "online-services",
+    "filing.processed": "online-services",
+    "filing.processed.online": "online-services",
+    PROCESSED_ONLINE: "online-services",
+    SERVICES_SHARE: "online-services",
+}
 
 
 class NotFound(LookupError):
     pass
+
+
+class Backfilling(RuntimeError):
+    """An indicator whose values are being counted over the log (`409`, naming the status)."""
 
 
 def json_number(value: Decimal | int | None) -> int | float | None:
@@ -68,7 +89,7 @@ def metric_value(
 ) -> MetricValue:
     if definition.kind != MetricKind.RATE:
         return MetricValue(totals.get(definition.name, 0))
-    if definition.name == SERVICES_SHARE:
+    if definition.builtin == IndicatorKind.ONLINE_SERVICES_SHARE:
         numerator, denominator = online_service_share(unit_id, tree, catalogs, totals)
     else:
         numerator = sum(totals.get(m, 0) for m in definition.numerator)
@@ -127,9 +148,16 @@ class TargetsMemo:
 
 class Views:
     def __init__(
-        self, store: Store, catalog: CatalogCache, events_topic: str, event_partitions: int
+        self,
+        store: Store,
+        catalog: CatalogCache,
+        events_topic: str,
+        event_partitions: int,
+        registry: RegistryCache | None = None,
     ) -> None:
         self._store = store
+        # Looked at (at most once a second) before a metric is judged known or ready.
+        self._registry = registry
         self._catalog = catalog
         self._topic = events_topic
         self._partitions = event_partitions
@@ -149,14 +177,41 @@ class Views:
         `as_of` newer than its value would not be."""
         return (await self._position()).as_of
 
+    async def _definition(self, metric: str) -> Metric:
+        """The metric's definition, if it is known (`NotFound`) and its values are exact
+        (`Backfilling` while a replay of the log counts them)."""
+        if self._registry is not None:
+            await self._registry.fresh()
+        definition = current_metrics().get(metric)
+        if definition is None:
+            raise NotFound(f"unknown metric {metric!r}")
+        await self.ready(metric)
+        return definition
+
+    async def ready(self, *metrics: str) -> None:
+        """Raise `Backfilling` if any of `metrics` (indicators of the registry in use) is."""
+        registry = current_registry()
+        await self._store.follow_generation(max_age_s=1.0)
+        for metric in metrics:
+            if metric in registry.indicators:
+                status = registry.status(metric, self._store.counted_from)
+                if status == BACKFILLING:
+                    raise Backfilling(
+                        f"indicator {metric!r} is {status}: its values are being counted over "
+                        "the whole event log; ask again when GET /v1/indicators says ready"
+                    )
+
+    async def _reported_ready(self, report: str) -> None:
+        if self._registry is not None:
+            await self._registry.fresh()
+        await self.ready(*(i for i, name in REPORTED_INDICATORS.items() if name == report))
+
     async def _position(self) -> Position:
         partitions = await self._store.partition_count(self._topic, self._partitions)
         return await self._store.position(self._topic, partitions)
 
     async def total(self, unit_id: str, metric: str, period: Period) -> dict[str, Any]:
-        definition = METRICS.get(metric)
-        if definition is None:
-            raise NotFound(f"unknown metric {metric!r}")
+        definition = await self._definition(metric)
         tree, _ = await self._unit(unit_id)
         as_of = await self.as_of()
         bounds = period.date_range()
@@ -181,9 +236,7 @@ class Views:
     ) -> dict[str, Any]:
         """A unit's value of a metric on each local day of [first, last] (every day listed,
         0 or null when nothing happened): the dashboard's daily chart."""
-        definition = METRICS.get(metric)
-        if definition is None:
-            raise NotFound(f"unknown metric {metric!r}")
+        definition = await self._definition(metric)
         tree, _ = await self._unit(unit_id)
         as_of = await self.as_of()
         by_day = await self._store.daily_totals(unit_id, first, last)
@@ -203,7 +256,7 @@ class Views:
         }
 
     async def _catalogs_if(self, definition: Metric) -> ServiceCatalogs:
-        if definition.name == SERVICES_SHARE:
+        if definition.builtin == IndicatorKind.ONLINE_SERVICES_SHARE:
             return await self._store.service_catalogs_by_unit()
         return {}
 
@@ -212,9 +265,7 @@ class Views:
     ) -> dict[str, Any]:
         """Units of a level under `within` (default: the catalog's first province, the
         deployment's own) by value."""
-        definition = METRICS.get(metric)
-        if definition is None:
-            raise NotFound(f"unknown metric {metric!r}")
+        definition = await self._definition(metric)
         tree = self._catalog.tree
         if within is None:
             within = next((u.id for u in tree.units() if u.parent_id is None), "")
@@ -284,7 +335,12 @@ class Views:
         in_campaign, in_window = await self._range_totals.get(
             position, ids, ((campaign.starts, until), window)
         )
-        catalogs = await self._store.service_catalogs_by_unit() if SERVICES_SHARE in metrics else {}
+        catalog = current_metrics()
+        catalogs = (
+            await self._store.service_catalogs_by_unit()
+            if any(catalog[m].builtin == IndicatorKind.ONLINE_SERVICES_SHARE for m in metrics)
+            else {}
+        )
         return {
             "campaign": {
                 "id": campaign.id,
@@ -304,7 +360,7 @@ class Views:
                         _progress_json(
                             _metric_progress(
                                 campaign,
-                                METRICS[m],
+                                catalog[m],
                                 u.id,
                                 own.get((u.id, m)),
                                 today,
@@ -322,6 +378,7 @@ class Views:
         }
 
     async def payments_report(self, day: date) -> dict[str, Any]:
+        await self._reported_ready("payments")
         tree = self._catalog.tree
         districts = report_order(tree, "payments", (UnitLevel.DISTRICT,))
         ids = [u.id for u in districts]
@@ -349,6 +406,7 @@ class Views:
     ) -> dict[str, Any]:
         """With a campaign, each row is judged against that campaign's rate targets: the
         unit's own, else its nearest ancestor's, else the thresholds given."""
+        await self._reported_ready("online-services")
         tree = self._catalog.tree
         targets: dict[tuple[str, str], Decimal] = {}
         if campaign_id is not None:

@@ -22,8 +22,10 @@ from shared.adapters.catalog import CatalogCache
 from shared.adapters.kafka import make_broker
 from shared.adapters.metrics import render_metrics
 from shared.adapters.mongo import connect
+from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.sessions import TransactionSessions
 from shared.aggregation import BatchApplier, DeadLetter
+from shared.backfill import Backfiller, backfill_forever
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("aggregator")
@@ -45,29 +47,30 @@ SESSIONS_REAPED = Counter(
     "Open transactions of aggregators gone silent, aborted so that counting goes on",
 )
 DEAD_LETTERS = Counter("aggregator_dead_letters_total", "Records sent to the dead-letter topic")
-COMMIT_FAILING = Gauge(
-    "aggregator_commit_failing_seconds",
-    "How long the batch being retried has failed to commit (0 while batches commit)",
+UNCOMMITTED = Gauge(
+    "aggregator_batch_uncommitted_seconds",
+    "How long the batch in hand has gone without committing (0 between batches)",
 )
 
 
 class CommitWatch:
-    """Since when the batch in hand has failed to commit: what /healthz and the
-    AggregatorNotCommitting alert read. A poison record cannot hold it up (it is isolated and
-    dead-lettered); only the infrastructure can."""
+    """Since when the batch in hand has waited to commit: what /healthz and the
+    AggregatorNotCommitting alert read. A batch commits in well under a second; one that
+    waits for minutes has the infrastructure against it (the database gone: the driver
+    itself retries a transaction for up to two minutes before it raises), never a poison
+    record, which is isolated and dead-lettered."""
 
     def __init__(self) -> None:
-        self.failing_since: float | None = None
+        self.since: float | None = None
 
-    def failed(self) -> None:
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
+    def started(self) -> None:
+        self.since = time.monotonic()
 
     def committed(self) -> None:
-        self.failing_since = None
+        self.since = None
 
-    def failing_for(self) -> float:
-        return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
+    def waiting_for(self) -> float:
+        return 0.0 if self.since is None else time.monotonic() - self.since
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
@@ -75,6 +78,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     client = connect(settings.mongodb_uri, app_name="aggregator")
     store = TimedStore(client, settings.mongodb_db)  # Store, timing its batch writes
     catalog = CatalogCache(store)
+    registry = RegistryCache(RegistryStore(store))
     broker = make_broker(settings, client_id="aggregator")
 
     async def send_dead_letter(letter: DeadLetter) -> None:
@@ -103,9 +107,11 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         DEAD_LETTERS.inc(len(letters))
 
     sessions = TransactionSessions(store.db, stale_after_s=settings.aggregator_stale_after_s)
-    applier = BatchApplier(store, catalog, send_dead_letters, sessions)
+    applier = BatchApplier(
+        store, catalog, send_dead_letters, sessions, newer_registry=registry.newer
+    )
     watch = CommitWatch()
-    COMMIT_FAILING.set_function(watch.failing_for)
+    UNCOMMITTED.set_function(watch.waiting_for)
 
     subscriber = broker.subscriber(
         settings.events_topic,
@@ -135,6 +141,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         # failure here (database down, say) must be retried, with backoff, until it succeeds.
         # Redoing it is safe: the offsets stored with the totals make a repeat count nothing.
         delay = 0.25
+        watch.started()
         while True:
             try:
                 with BATCH_DURATION.time():
@@ -142,7 +149,6 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 watch.committed()
                 break
             except Exception:
-                watch.failed()
                 BATCH_RETRIES.inc()
                 log.exception("batch of %d records failed; retrying in %.1f s", len(records), delay)
                 await asyncio.sleep(delay)
@@ -199,6 +205,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def start() -> None:
         await store.ensure_indexes()
         await catalog.reload()
+        await registry.reload()
         await store.follow_generation()
         if await store.ledger_scheme() == "event":
             log.error(
@@ -214,6 +221,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         )
         background.append(asyncio.create_task(lag))
         background.append(asyncio.create_task(abort_the_dead_forever()))
+        # New and changed indicators counted over the whole log (one aggregator at a time).
+        background.append(
+            asyncio.create_task(backfill_forever(Backfiller(settings, store, registry)))
+        )
 
     async def stop() -> None:
         for task in background:
@@ -224,12 +235,12 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     @get
     async def healthz(scope: Any) -> AsgiResponse:
-        failing_for = watch.failing_for()
-        if failing_for > settings.aggregator_unhealthy_after_s:
+        waiting_for = watch.waiting_for()
+        if waiting_for > settings.aggregator_unhealthy_after_s:
             body = {
                 "status": "failing",
                 "service": "aggregator",
-                "detail": f"no batch committed for {failing_for:.0f} s; see the service's log",
+                "detail": f"a batch has waited {waiting_for:.0f} s to commit; see the log",
             }
             return AsgiResponse(json.dumps(body).encode(), 503)
         return AsgiResponse(json.dumps({"status": "ok", "service": "aggregator"}).encode(), 200)

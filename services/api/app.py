@@ -8,15 +8,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     Field,
@@ -24,93 +22,34 @@ from pydantic import (
     model_validator,
 )
 
+from services.api import routes
 from services.api.dashboard import dashboard_routes
+from services.api.deps import PERIOD_DOC, Actor, parse_period
 from services.api.reports import report_routes
+from services.api.schemas import SafeName, UnitId
 from shared.adapters.auth import Authenticator, bearer_token, rate_limits, require_admin
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.docs import add_offline_docs
 from shared.adapters.http import add_operational_routes
-from shared.adapters.http_security import ERROR_RESPONSES, Day, bounded, harden
+from shared.adapters.http_security import ERROR_RESPONSES, Day, ErrorBody, bounded, harden
 from shared.adapters.mongo import Store, connect
+from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.security_store import SecurityStore
 from shared.campaign_gauges import CampaignGauges
-from shared.domain.access import Principal
 from shared.domain.campaigns import Campaign, Target, validate_target
-from shared.domain.events import SAFE_TOKEN_PATTERN, SERVICE_ID_PATTERN, UNIT_ID_PATTERN
-from shared.domain.periods import InvalidPeriod, Period, today_local
-from shared.domain.safety import unsafe_text_reason
-from shared.domain.units import InvalidCatalog, Unit, UnitLevel, rollup_shift
+from shared.domain.events import SAFE_TOKEN_PATTERN, UNIT_ID_PATTERN
+from shared.domain.periods import today_local
+from shared.domain.units import UnitLevel
 from shared.live import LiveHub, until_revoked
 from shared.settings import Settings, get_settings
-from shared.views import NotFound, Views, json_number
+from shared.views import Backfilling, NotFound, Views, json_number
 
-UnitId = Annotated[str, Field(pattern=UNIT_ID_PATTERN)]
-ServiceId = Annotated[str, Field(pattern=SERVICE_ID_PATTERN)]
 # Ids that name documents (campaigns, tokens): validated before they reach a query.
 CampaignId = Annotated[str, Path(pattern=SAFE_TOKEN_PATTERN)]
 TokenName = Annotated[str, Path(pattern=SAFE_TOKEN_PATTERN)]
-UnitPath = Annotated[str, Path(pattern=UNIT_ID_PATTERN)]
-
-
-def _safe_name(value: str) -> str:
-    reason = unsafe_text_reason(value)
-    if reason:
-        raise ValueError(reason)
-    return value
-
-
-SafeName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_safe_name)]
 # One `unit_id:metric:period` of `/v1/stream`: a unit id (64), a metric (64) and a period
 # (32) with their colons fit; a 60 KB one is refused before anything quotes it.
 WatchItem = Annotated[str, StringConstraints(max_length=200)]
-
-
-class UnitOut(BaseModel):
-    id: str
-    name: str
-    level: str
-    parent_id: str | None
-    merged_into: str | None = Field(None, description="set once the unit was merged into another")
-    code: str | None = Field(
-        None,
-        description="the General Statistics Office code of a province, district or commune "
-        '(e.g. "25408"); null for a department. A unit formed on 1 July 2025 took a '
-        "predecessor's code",
-    )
-    valid_from: date | None = Field(None, description="the first day of the unit (null: open)")
-    valid_to: date | None = Field(None, description="the last day of the unit (null: open)")
-    successors: list[str] = Field(
-        default_factory=list, description="the units that took over from it once it ended"
-    )
-
-    @classmethod
-    def of(cls, unit: Unit) -> UnitOut:
-        return cls(
-            id=unit.id,
-            name=unit.name,
-            level=unit.level.value,
-            parent_id=unit.parent_id,
-            merged_into=unit.merged_into,
-            code=unit.code,
-            valid_from=unit.valid_from,
-            valid_to=unit.valid_to,
-            successors=list(unit.successors),
-        )
-
-
-class UnitIn(BaseModel):
-    id: UnitId
-    name: SafeName
-    level: UnitLevel
-    parent_id: UnitId | None
-
-
-class MoveIn(BaseModel):
-    parent_id: UnitId
-
-
-class MergeIn(BaseModel):
-    into: UnitId
 
 
 class Total(BaseModel):
@@ -170,18 +109,6 @@ class TargetIn(BaseModel):
     target: Decimal = Field(description="a count or VND; for a rate, a share in (0, 1]")
 
 
-class ServicesIn(BaseModel):
-    services: list[ServiceId] = Field(max_length=10_000)
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """The admin behind a request, for the audit log."""
-
-    principal: Principal
-    client: str | None
-
-
 class AuditEntry(BaseModel):
     at: datetime
     actor: str
@@ -192,20 +119,15 @@ class AuditEntry(BaseModel):
     details: dict[str, Any]
 
 
-def parse_period(text: str) -> Period:
-    try:
-        return Period.parse(text)
-    except InvalidPeriod as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     client = connect(settings.mongodb_uri, app_name="api")
     store = Store(client, settings.mongodb_db)
     catalog = CatalogCache(store)
-    views = Views(store, catalog, settings.events_topic, settings.event_partitions)
     security = SecurityStore(store)
+    registry_store = RegistryStore(store)
+    registry_cache = RegistryCache(registry_store)
+    views = Views(store, catalog, settings.events_topic, settings.event_partitions, registry_cache)
     authenticator = Authenticator(store, settings.admin_token, security, rate_limits(settings))
     reader = Depends(authenticator.principal)
     admin_principal = require_admin(authenticator.principal)
@@ -226,6 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.ensure_indexes()
         await security.ensure_indexes()
         await catalog.reload()
+        # The shipped registry, if `init` has not stored one (a database set up before it).
+        await registry_store.install_shipped()
+        await registry_cache.reload()
         hub.start()
         try:
             yield
@@ -239,7 +164,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Live totals, progress against targets, rankings, reports, units and "
         "tokens (contract v1).",
-        responses=ERROR_RESPONSES,
+        responses={
+            **ERROR_RESPONSES,
+            409: {
+                "model": ErrorBody,
+                "description": "a conflict with the state: an indicator still backfilling "
+                "(its status named), a name taken, an indicator in use",
+            },
+        },
         # Swagger UI from a pinned package, not a CDN (shared/adapters/docs.py); no ReDoc.
         docs_url=None,
         redoc_url=None,
@@ -254,115 +186,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Bounded: the message may quote the unit or metric asked for.
         return JSONResponse({"detail": bounded(str(exc))}, status.HTTP_404_NOT_FOUND)
 
-    # -- units ---------------------------------------------------------------------------
-
-    @app.get(
-        "/v1/units",
-        response_model=list[UnitOut],
-        dependencies=[reader],
-        responses={404: {"description": "no unit has that code (on that day)"}},
-    )
-    async def list_units(
-        code: str | None = Query(
-            None,
-            pattern=r"^[0-9]{1,8}$",
-            description="the unit with this official code: the one it named on `at` (default: "
-            "today, else the latest to hold it), as a list of one",
-        ),
-        at: Day | None = Query(
-            None, description="the tree as it stood on this day: the units valid then"
-        ),
-    ) -> list[UnitOut]:
-        """Every unit the catalog holds, old and new, each with its dates; `at` gives the tree
-        of a day, `code` finds the unit an official code names."""
-        tree = await catalog.reload()
-        if code is not None:
-            if at is not None:
-                found = tree.with_code(code, at)
-            else:
-                found = tree.with_code(code, today_local(datetime.now(UTC))) or tree.with_code(code)
-            if found is None:
-                raise NotFound(f"no unit has code {code!r}" + (f" on {at}" if at else ""))
-            return [UnitOut.of(found)]
-        units = tree.units() if at is None else tree.on(at)
-        return [UnitOut.of(u) for u in units]
-
-    async def reorganise(unit: Unit) -> UnitOut:
-        """Put `unit` in its new place and move its history with it (see Store.reorganise)."""
-        before = await catalog.reload()
-        try:
-            after = before.with_unit(unit)
-        except InvalidCatalog as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-        if unit.id in before:
-            remove_from, add_to = rollup_shift(before, after, unit.id)
-        else:
-            remove_from, add_to = [], []
-        partitions = await store.partition_count(settings.events_topic, settings.event_partitions)
-        await store.reorganise(unit, remove_from, add_to, settings.events_topic, partitions)
-        await catalog.reload()
-        return UnitOut.of(unit)
-
-    @app.post("/v1/units", status_code=201, response_model=UnitOut, responses={409: {}})
-    async def add_unit(body: UnitIn, actor: Actor = admin) -> UnitOut:
-        tree = await catalog.reload()
-        if body.id in tree:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"unit {body.id!r} exists")
-        if body.parent_id is not None and body.parent_id not in tree:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown parent {body.parent_id!r}"
-            )
-        added = await reorganise(Unit(body.id, body.name, body.level, body.parent_id))
-        await audit(actor, "unit.add", body.id, **body.model_dump(mode="json"))
-        return added
-
-    @app.post("/v1/units/{unit_id}/move", response_model=UnitOut)
-    async def move_unit(unit_id: UnitPath, body: MoveIn, actor: Actor = admin) -> UnitOut:
-        """Move a unit (with everything under it) under another parent. Its history moves with
-        it: every total of the old and new ancestors is recomputed to match, for all periods."""
-        tree = await catalog.reload()
-        unit = tree.get(unit_id)
-        if unit is None:
-            raise NotFound(f"unknown unit {unit_id!r}")
-        if body.parent_id not in tree:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown parent {body.parent_id!r}"
-            )
-        moved = await reorganise(replace(unit, parent_id=body.parent_id))
-        await audit(actor, "unit.move", unit_id, parent_id=body.parent_id)
-        return moved
-
-    @app.post("/v1/units/{unit_id}/merge", response_model=UnitOut)
-    async def merge_unit(unit_id: UnitPath, body: MergeIn, actor: Actor = admin) -> UnitOut:
-        """Merge a unit into another: its history counts for the unit it joins (and that unit's
-        ancestors) from now on, it still answers for itself, and it takes no new events."""
-        tree = await catalog.reload()
-        unit = tree.get(unit_id)
-        if unit is None:
-            raise NotFound(f"unknown unit {unit_id!r}")
-        if body.into not in tree or body.into == unit_id:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"cannot merge into {body.into!r}"
-            )
-        merged = await reorganise(replace(unit, parent_id=body.into, merged_into=body.into))
-        await audit(actor, "unit.merge", unit_id, into=body.into)
-        return merged
-
-    @app.put("/v1/units/{unit_id}/services", status_code=204)
-    async def put_services(unit_id: UnitPath, body: ServicesIn, actor: Actor = admin) -> Response:
-        """The online public services this unit offers (the denominator of
-        `filing.services_with_online_share`)."""
-        tree = await catalog.covering([unit_id])
-        if unit_id not in tree:
-            raise NotFound(f"unknown unit {unit_id!r}")
-        await store.put_service_catalog(unit_id, body.services)
-        await audit(actor, "unit.services", unit_id, services=body.services)
-        return Response(status_code=204)
-
-    @app.get("/v1/units/{unit_id}/services", dependencies=[reader])
-    async def get_services(unit_id: UnitPath) -> dict[str, list[str]]:
-        catalogs = await store.service_catalogs_by_unit()
-        return {"services": sorted(catalogs.get(unit_id, frozenset()))}
+    @app.exception_handler(Backfilling)
+    async def backfilling(_: Request, exc: Backfilling) -> JSONResponse:
+        return JSONResponse(
+            {"detail": bounded(str(exc)), "status": "backfilling"}, status.HTTP_409_CONFLICT
+        )
 
     # -- totals and rankings -------------------------------------------------------------
 
@@ -372,20 +200,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[reader],
         responses={
             404: {"description": "unknown unit or metric"},
+            409: {"description": "the indicator is backfilling (its status is named)"},
             422: {"description": "bad period"},
         },
     )
     async def get_total(
         unit_id: str = Query(pattern=UNIT_ID_PATTERN),
         metric: str = Query(max_length=64),
-        period: str = Query(max_length=32),
+        period: str = Query(max_length=32, description=PERIOD_DOC),
     ) -> JSONResponse:
         return JSONResponse(await views.total(unit_id, metric, parse_period(period)))
 
     @app.get("/v1/rankings", dependencies=[reader])
     async def get_rankings(
         metric: str = Query(max_length=64),
-        period: str = Query(max_length=32),
+        period: str = Query(max_length=32, description=PERIOD_DOC),
         level: UnitLevel = UnitLevel.DISTRICT,
         within: str | None = Query(
             None,
@@ -432,6 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Set targets per (unit, metric); targets of pairs not named stay as they are."""
         if await store.get_campaign(campaign_id) is None:
             raise NotFound(f"unknown campaign {campaign_id!r}")
+        await registry_cache.fresh(now=True)  # the indicators a target may name
         tree = await catalog.covering(t.unit_id for t in body)
         problems = []
         for index, item in enumerate(body):
@@ -484,6 +314,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         today = at or today_local(datetime.now(UTC))
         return JSONResponse(await views.progress(campaign_id, unit_id, today))
 
+    # What the routers read through `services.api.deps`.
+    app.state.authenticator = authenticator
+    app.state.security = security
+    app.state.registry_store = registry_store
+    app.state.registry_cache = registry_cache
+    app.state.store = store
+    app.state.catalog = catalog
+    app.state.settings = settings
+    app.include_router(routes.units.router)
+    app.include_router(routes.event_types.router)
+    app.include_router(routes.indicators.router)
     app.include_router(report_routes(views, catalog, reader))
     app.include_router(dashboard_routes(views, reader))
 
@@ -508,9 +349,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for item in watch:
             unit_id, _, rest = item.partition(":")
             metric, _, period = rest.partition(":")
-            parse_period(period)
-            await views.total(unit_id, metric, Period.parse(period))  # 404 for unknown ones
-            keys.add((unit_id, metric, str(Period.parse(period))))
+            parsed = parse_period(period)
+            await views.total(unit_id, metric, parsed)  # 404 for unknown ones
+            keys.add((unit_id, metric, str(parsed)))
         token = bearer_token(request)
         return StreamingResponse(
             until_revoked(

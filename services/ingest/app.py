@@ -19,6 +19,7 @@ from shared.adapters.http import add_operational_routes
 from shared.adapters.http_security import ERROR_RESPONSES, bounded_detail, harden, is_json_utf8
 from shared.adapters.kafka import BrokerUnavailable, EventPublisher, make_broker
 from shared.adapters.mongo import Store, connect
+from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.security_store import SecurityStore
 from shared.dedup import InFlightIds, RecentIds
 from shared.domain.access import Principal, Role
@@ -109,6 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = Store(client, settings.mongodb_db)
     # Checked on every request: a unit merged a moment ago must refuse new events at once.
     catalog = CatalogCache(store, min_reload_interval_s=0)
+    # Events are validated by the stored registry, looked at once a second at most: a type an
+    # admin defines is accepted here within a second of its `PUT` (the contract says 5 s).
+    registry = RegistryCache(RegistryStore(store), min_interval_s=1.0)
     security = SecurityStore(store)
     authenticator = Authenticator(store, settings.admin_token, security, rate_limits(settings))
     not_before = local_day_start(settings.events_not_before)
@@ -122,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await security.ensure_indexes()
         await store.keep_accepted_for(settings.accepted_retention_days)
         await catalog.reload()
+        await registry.reload()
         await broker.start()
         try:
             yield
@@ -235,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return _problem_response(
                 422, "invalid body", [Problem(None, None, str(exc))], "invalid"
             )
+        await registry.fresh()
         now = datetime.now(UTC)
         # Units named by official code become their ids first (a code unknown to this copy of
         # the tree may be a unit just added: looked up again after a reload).

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from shared.domain.events import Event, EventType
-from shared.domain.metrics import contributions
+from shared.domain.events import Event
 from shared.domain.periods import LocalDate
+from shared.domain.registry import VOID_TYPE, Registry, contributions, current_registry
 
 OWN_TOTAL_BOUND = 10**14
 # Units whose own shares a total can sum: the whole country has about 11,000.
@@ -31,14 +31,18 @@ assert MAX_UNITS * OWN_TOTAL_BOUND < 2**63
 OwnCell = tuple[str, str]  # (unit_id, "YYYY-MM"): a unit's own share of a month
 
 
-def own_increments(event: Event) -> dict[str, int]:
-    """At most what `event` adds to its own unit's totals (a certification status moves one
-    record; a void only takes away)."""
-    if event.type == EventType.EVENT_VOIDED:
+def own_increments(event: Event, registry: Registry | None = None) -> dict[str, int]:
+    """At most what `event` adds to its own unit's totals (a status moves one record; a void
+    only takes away), by `registry` (the one in use when not given)."""
+    registry = registry or current_registry()
+    if event.type == VOID_TYPE:
         return {}
-    if event.type == EventType.CERTIFICATION_STATUS:
-        return {f"certification.{event.attributes['status']}": 1}
-    return contributions(event)
+    increments = contributions(event, registry)
+    rule = registry.state_rule(event.type)
+    metric = registry.state_metric(event.type, event.attributes[rule.attribute]) if rule else None
+    if metric is not None:
+        increments[metric] = increments.get(metric, 0) + 1
+    return increments
 
 
 def over_bound(

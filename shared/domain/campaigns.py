@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-from shared.domain.metrics import METRICS, MetricKind
+from shared.domain.metrics import MetricKind, current_metrics
 
 TWO_PLACES = Decimal("0.01")
 PACE_WINDOW_DAYS = 7
@@ -55,7 +55,7 @@ class Target:
 
 def validate_target(metric: str, target: Decimal) -> str | None:
     """Why a target is not acceptable, or None."""
-    definition = METRICS.get(metric)
+    definition = current_metrics().get(metric)
     if definition is None:
         return f"unknown metric {metric!r}"
     if definition.kind == MetricKind.STATE:

@@ -1,5 +1,6 @@
-"""Electronic certification records move between statuses; the latest status by `occurred_at`
-wins, whatever order the events arrive in."""
+"""Records (electronic certifications, by `subject_id`) move between statuses; the latest
+status by `occurred_at` wins, whatever order the events arrive in. Which event types move
+records, and which statuses count into which indicator, is the registry's (`state`)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.domain.periods import LocalDate
+from shared.domain.registry import LEGACY_STATE_TYPE, Registry
 
 
 @dataclass(frozen=True, slots=True)
 class StatusEntry:
     occurred_at: datetime
     event_key: str  # the event's id within its unit (`Event.key`)
-    status: str
+    status: str | int | bool  # the value of the type's status attribute
     unit_id: str
+    event_type: str = LEGACY_STATE_TYPE  # the registry's state indicators say what it counts
 
-    @property
-    def metric(self) -> str:
-        return f"certification.{self.status}"
+    def metric(self, registry: Registry) -> str | None:
+        """The state indicator this entry counts into, if the registry has one for it."""
+        return registry.state_metric(self.event_type, self.status)
 
     @property
     def day(self) -> LocalDate:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared.domain.registry import VOID_TYPE, Registry, current_registry
 from shared.domain.safety import occurred_at_reason, unsafe_id_reason, unsafe_text_reason
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -42,6 +43,9 @@ SAFE_TOKEN_PATTERN = r"^[A-Za-z0-9_\-:]{1,128}$"
 
 
 class EventType(StrEnum):
+    """The event types shipped with the product, by name (the registry holds their rules; an
+    admin may add more, so an event's `type` is a plain string checked against it)."""
+
     EID_ACTIVATED = "eid.activated"
     CCCD_ISSUED = "cccd.issued"
     SIM_REGISTERED = "sim.registered"
@@ -51,7 +55,7 @@ class EventType(StrEnum):
     PAYMENT_SUCCEEDED = "payment.succeeded"
     PAYMENT_FAILED = "payment.failed"
     CERTIFICATION_STATUS = "certification.status"
-    EVENT_VOIDED = "event.voided"
+    EVENT_VOIDED = VOID_TYPE
 
 
 class CertificationStatus(StrEnum):
@@ -63,35 +67,16 @@ class CertificationStatus(StrEnum):
 
 
 AttributeValue = StrictBool | StrictInt | Annotated[StrictStr, Field(max_length=256)]
-
-# For each type: attribute name -> (required, allowed values or None for "any of its type").
-_ATTRIBUTE_RULES: dict[EventType, dict[str, tuple[bool, type, frozenset[Any] | None]]] = {
-    EventType.EID_ACTIVATED: {"level": (True, int, frozenset({1, 2}))},
-    EventType.CCCD_ISSUED: {},
-    EventType.SIM_REGISTERED: {},
-    EventType.SMARTPHONE_REPLACED: {},
-    EventType.FILING_SUBMITTED: {
-        "channel": (True, str, frozenset({"online", "offline"})),
-        "service_id": (True, str, None),
-    },
-    EventType.FILING_PROCESSED: {
-        "channel": (True, str, frozenset({"online", "offline"})),
-        "on_time": (True, bool, None),
-        "service_id": (False, str, None),
-    },
-    EventType.PAYMENT_SUCCEEDED: {"kind": (True, str, frozenset({"nvtc", "fee"}))},
-    EventType.PAYMENT_FAILED: {"kind": (True, str, frozenset({"nvtc", "fee"}))},
-    EventType.CERTIFICATION_STATUS: {
-        "status": (True, str, frozenset(s.value for s in CertificationStatus))
-    },
-    EventType.EVENT_VOIDED: {"voids": (True, str, None)},
-}
-# Attributes that become parts of storage keys: a closed alphabet, so never an operator or path.
-_ID_ATTRIBUTES = frozenset({"service_id"})
+# The closed alphabet of attributes that become parts of storage keys (`service_id`): the
+# shipped registry gives it as their pattern.
 SERVICE_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
-_ID_ATTRIBUTE_RE = re.compile(SERVICE_ID_PATTERN)
-_TYPES_WITH_AMOUNT = frozenset({EventType.PAYMENT_SUCCEEDED, EventType.PAYMENT_FAILED})
-_TYPES_WITH_SUBJECT = frozenset({EventType.CERTIFICATION_STATUS})
+
+
+def _registry(info: ValidationInfo) -> Registry:
+    """The registry an event is judged by: the validation context's (`{"registry": ...}`),
+    else the one this process uses."""
+    given = (info.context or {}).get("registry")
+    return given if isinstance(given, Registry) else current_registry()
 
 
 # RFC 3339's date-time with its offset; pydantic alone would also take a Unix timestamp (as a
@@ -115,7 +100,14 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
-    type: EventType
+    type: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="one of the registry's event types (`GET /v1/event-types`)",
+        ),
+    ]
     unit_id: Annotated[str, Field(pattern=UNIT_ID_PATTERN)]
     occurred_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
     amount_vnd: Annotated[StrictInt, Field(ge=0, le=10**15)] | None = None
@@ -123,6 +115,14 @@ class Event(BaseModel):
     attributes: Annotated[dict[str, AttributeValue], Field(max_length=16)] = Field(
         default_factory=dict
     )
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str, info: ValidationInfo) -> str:
+        registry = _registry(info)
+        if value not in registry.event_types:
+            raise ValueError(registry.unknown_type(value))
+        return value
 
     @field_validator("occurred_at")
     @classmethod
@@ -150,7 +150,7 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _type_rules(self, info: ValidationInfo) -> Event:
-        violation = type_rule_violation(self)
+        violation = type_rule_violation(self, _registry(info))
         if violation is None and info.context:
             violation = _unsafe_attribute(self) or _amount_over_bound(self)
         if violation is not None:
@@ -163,7 +163,7 @@ class Event(BaseModel):
 
     @property
     def voids(self) -> str | None:
-        value = self.attributes.get("voids") if self.type == EventType.EVENT_VOIDED else None
+        value = self.attributes.get("voids") if self.type == VOID_TYPE else None
         return value if isinstance(value, str) else None
 
     @property
@@ -212,38 +212,7 @@ def _unsafe_attribute(event: Event) -> tuple[str, str] | None:
     return None
 
 
-def type_rule_violation(event: Event) -> tuple[str, str] | None:
-    """The first type-specific rule the event breaks, as (field, message), or None."""
-    rules = _ATTRIBUTE_RULES[event.type]
-    for key in event.attributes:
-        if key not in rules:
-            allowed = ", ".join(sorted(rules)) or "none"
-            return (
-                f"attributes.{key}",
-                f"not a known attribute of {event.type.value} (allowed: {allowed})",
-            )
-    for key, (required, kind, allowed_values) in rules.items():
-        field = f"attributes.{key}"
-        if key not in event.attributes:
-            if required:
-                return field, f"required for {event.type.value}"
-            continue
-        value = event.attributes[key]
-        # bool is an int in Python: check it first so `level: true` is refused.
-        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-            return field, f"must be a {kind.__name__}"
-        if allowed_values is not None and value not in allowed_values:
-            options = ", ".join(repr(v) for v in sorted(allowed_values, key=str))
-            return field, f"must be one of {options}"
-        if kind is str and not str(value):
-            return field, "must not be empty"
-        if key in _ID_ATTRIBUTES and not _ID_ATTRIBUTE_RE.fullmatch(str(value)):
-            return field, "must be 1-64 letters, digits, '.', '_' or '-'"
-    if event.type in _TYPES_WITH_AMOUNT:
-        if event.type == EventType.PAYMENT_SUCCEEDED and event.amount_vnd is None:
-            return "amount_vnd", "required for payment.succeeded"
-    elif event.amount_vnd is not None:
-        return "amount_vnd", f"for payments only, not {event.type.value}"
-    if event.type in _TYPES_WITH_SUBJECT and event.subject_id is None:
-        return "subject_id", f"required for {event.type.value}"
-    return None
+def type_rule_violation(event: Event, registry: Registry | None = None) -> tuple[str, str] | None:
+    """The first rule of its type (in `registry`, else the one in use) the event breaks, as
+    (field, message), or None."""
+    return (registry or current_registry()).violation(event)

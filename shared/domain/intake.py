@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from shared.domain.events import MAX_EVENTS_PER_REQUEST, Event, EventType, event_key
 from shared.domain.periods import LOCAL_TZ
+from shared.domain.registry import current_registry
 from shared.domain.units import UnitTree
 
 
@@ -215,8 +216,9 @@ def foreign_records(events: list[Event], owners: Mapping[str, str]) -> list[Prob
     first event, as the store knows it (`owners`) or as this request itself names it."""
     claimed = dict(owners)
     problems = []
+    registry = current_registry()
     for index, event in enumerate(events):
-        if event.subject_id is None or event.type != EventType.CERTIFICATION_STATUS:
+        if event.subject_id is None or registry.state_rule(event.type) is None:
             continue
         owner = claimed.setdefault(event.subject_id, event.unit_id)
         if owner != event.unit_id:

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from shared.domain.certification import StatusEntry, SubjectState
-from shared.domain.events import Event, EventType
-from shared.domain.metrics import Increments, contributions, negate
+from shared.domain.events import Event
+from shared.domain.metrics import Increments, negate
 from shared.domain.periods import LocalDate
+from shared.domain.registry import VOID_TYPE, Registry, contributions, current_registry
 from shared.domain.units import UnitTree
 
 Cell = tuple[str, LocalDate]  # (unit_id, local day): the finest grain a total is kept at
@@ -94,8 +95,11 @@ class Outcome:
         return cells
 
 
-def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
-    """Fold events, in log order, into increments. Every unit in `events` must be in `tree`.
+def fold(
+    events: Iterable[Event], known: Known, tree: UnitTree, registry: Registry | None = None
+) -> Outcome:
+    """Fold events, in log order, into increments by `registry` (the one in use when not
+    given). Every unit in `events` must be in `tree`.
 
     Events are told apart by `Event.key`, their id within their unit:
     - A key already counted (before or earlier in the batch) is a duplicate: no effect.
@@ -106,6 +110,7 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
     - A record (`subject_id`) belongs to the unit of its first event; another unit's events
       about it are refused (`Outcome.refused`) and count nothing.
     """
+    registry = registry or current_registry()
     outcome = Outcome()
     counted: dict[str, CountedEvent] = dict(known.counted)
     voided: set[str] = set(known.voided)
@@ -129,9 +134,13 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
         if before == after:
             return
         if before is not None and before.unit_id in tree:
-            outcome.add(tree, before.unit_id, before.day, {before.metric: -1})
+            metric = before.metric(registry)
+            if metric is not None:
+                outcome.add(tree, before.unit_id, before.day, {metric: -1})
         if after is not None and after.unit_id in tree:
-            outcome.add(tree, after.unit_id, after.day, {after.metric: 1})
+            metric = after.metric(registry)
+            if metric is not None:
+                outcome.add(tree, after.unit_id, after.day, {metric: 1})
 
     for event in events:
         key = event.key
@@ -139,7 +148,7 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
             outcome.duplicates += 1
             continue
         day = LocalDate.of(event.occurred_at)
-        if event.type == EventType.EVENT_VOIDED:
+        if event.type == VOID_TYPE:
             outcome.accepted += 1
             record = CountedEvent(key, event.unit_id, day, {})
             counted[key] = record
@@ -157,11 +166,12 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
             if earlier.subject_id is not None:
                 state = subject(earlier.subject_id)
                 restate(state, partial(state.remove, target))
-            elif earlier.unit_id in tree:
+            if earlier.increments and earlier.unit_id in tree:
                 outcome.add(tree, earlier.unit_id, earlier.day, negate(earlier.increments))
             continue
-        if event.type == EventType.CERTIFICATION_STATUS:
-            assert event.subject_id is not None
+        rule = registry.state_rule(event.type)
+        if rule is not None:
+            assert event.subject_id is not None  # a state's event type requires one
             state = subject(event.subject_id)
             if state.owner is not None and state.owner != event.unit_id:
                 # Not remembered as counted: should the owner ever pass the record on (by the
@@ -175,7 +185,10 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
                 )
                 continue
             outcome.accepted += 1
-            record = CountedEvent(key, event.unit_id, day, {}, event.subject_id)
+            # A state's event type may also have counts and sums: they are kept with it, so
+            # a void takes both back.
+            increments = {} if key in voided else contributions(event, registry)
+            record = CountedEvent(key, event.unit_id, day, increments, event.subject_id)
             counted[key] = record
             outcome.counted.append(record)
             if key in voided:
@@ -183,12 +196,18 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
                 state.owner = state.owner or event.unit_id
             else:
                 entry = StatusEntry(
-                    event.occurred_at, key, str(event.attributes["status"]), event.unit_id
+                    event.occurred_at,
+                    key,
+                    event.attributes[rule.attribute],
+                    event.unit_id,
+                    event.type,
                 )
                 restate(state, partial(state.add, entry))
+                if increments:
+                    outcome.add(tree, event.unit_id, day, increments)
             continue
         outcome.accepted += 1
-        increments = {} if key in voided else contributions(event)
+        increments = {} if key in voided else contributions(event, registry)
         record = CountedEvent(key, event.unit_id, day, increments)
         counted[key] = record
         outcome.counted.append(record)
@@ -197,12 +216,15 @@ def fold(events: Iterable[Event], known: Known, tree: UnitTree) -> Outcome:
     return outcome
 
 
-def subjects_to_look_up(events: Iterable[Event], known: Known) -> set[str]:
+def subjects_to_look_up(
+    events: Iterable[Event], known: Known, registry: Registry | None = None
+) -> set[str]:
     """Records whose history the batch may change: its own and those of voided targets."""
+    registry = registry or current_registry()
     subject_ids = {
         event.subject_id
         for event in events
-        if event.subject_id is not None and event.type == EventType.CERTIFICATION_STATUS
+        if event.subject_id is not None and registry.state_rule(event.type) is not None
     }
     for event in events:
         target_key = event.voids_key

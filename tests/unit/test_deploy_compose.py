@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from deploy.compose import files, healthcheck, image
+from deploy.local.stack import kafka_version
 from shared.settings import Settings
 
 REPO = files.REPO
@@ -189,6 +190,18 @@ def test_every_variable_a_service_gets_is_read_and_the_needed_ones_are_set(which
         assert env.get("ADMIN_TOKEN") or env.get("ADMIN_TOKEN_FILE"), f"{name}: no admin token"
         # The values are valid settings (types, ranges, the security combinations).
         settings_from(env)
+
+
+@pytest.mark.parametrize("which", COMPOSE)
+def test_the_compose_brokers_run_the_kafka_version_the_local_broker_runs(which: str) -> None:
+    """What `make run` and the tests run (deploy/local/kafka/pom.xml) is what ships."""
+    images = {
+        name: str(s["image"])
+        for name, s in services(which).items()
+        if str(s.get("image", "")).startswith("apache/kafka:")
+    }
+    assert images
+    assert set(images.values()) == {f"apache/kafka:{kafka_version()}"}, images
 
 
 @pytest.mark.parametrize("which", COMPOSE)
