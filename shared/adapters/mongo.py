@@ -806,7 +806,7 @@ class Store:
         return result
 
     async def record_owners(self, subject_ids: Iterable[str]) -> dict[str, str]:
-        """The unit each of these records (`subject_id`) belongs to, as counted so far."""
+        """The unit each of these records (by `record_key`) belongs to, as counted so far."""
         wanted = sorted(set(subject_ids))
         if not wanted:
             return {}
