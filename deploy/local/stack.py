@@ -1,8 +1,8 @@
 """Starting the local stack on this machine: broker, database and the three services.
 
 Used by `make run` and by the tests, so both run the same processes the same way. No Docker
-here (see the README): the Kafka protocol comes from tansu with a localbucket S3 folder for
-durability, the MongoDB protocol from SecantusDB in its own virtual environment.
+here (see docs/getting-started.md): the Kafka protocol comes from tansu with a localbucket S3
+folder for durability, the MongoDB protocol from SecantusDB in its own virtual environment.
 """
 
 from __future__ import annotations
