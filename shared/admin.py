@@ -25,6 +25,7 @@ from shared.adapters.registry_store import RegistryStore
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SERVICE_ID_PATTERN
 from shared.domain.units import UnitTree, bundled_catalog, load_catalog
+from shared.progress import Progress
 from shared.settings import Settings, get_settings
 
 
@@ -177,17 +178,26 @@ async def _recount(
 ) -> int:
     client = connect(settings.mongodb_uri, app_name=f"admin-{command}", settings=settings)
     live = Store(client, settings.mongodb_db)
+    # On stderr: reconcile's stdout is its differences, as JSON lines.
+    progress = Progress(f"{command}: replaying the log", every_s=settings.progress_every_s)
     try:
         if command == "rebuild":
-            name, stats = await replay.rebuild(
-                settings, live, keep_old=keep_old, grace_s=grace_s, through_log_end=through_log_end
-            )
+            with progress:
+                name, stats = await replay.rebuild(
+                    settings,
+                    live,
+                    keep_old=keep_old,
+                    grace_s=grace_s,
+                    through_log_end=through_log_end,
+                    progress=progress,
+                )
             print(
                 f"rebuilt {stats.records} records in {stats.batches} batches"
                 f" into generation {name!r}, now served"
             )
             return 0
-        differences, stats = await replay.reconcile(settings, live)
+        with progress:
+            differences, stats = await replay.reconcile(settings, live, progress=progress)
         for difference in differences:
             print(json.dumps(difference.to_dict(), ensure_ascii=False))
         print(

@@ -34,6 +34,7 @@ from shared.adapters.mongo import Document, Store, metric_name
 from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.aggregation import BatchApplier, DeadLetter, Prepared
 from shared.domain.ledger import RecordedIds
+from shared.progress import Progress
 from shared.settings import Settings
 
 log = logging.getLogger("replay")
@@ -88,12 +89,14 @@ async def replay(
     stop_at: Mapping[int, int] | None = None,
     on_idle: Callable[[], Awaitable[bool]] | None = None,
     through_log_end: bool = False,
+    progress: Progress | None = None,
 ) -> ReplayStats:
     """Apply the log to `target`'s generation from where it stands (its own offsets: an
     interrupted replay resumes) until every partition reaches `stop_at`, or until `on_idle`,
     called after every batch (and every empty fetch), says it is done; with
     `through_log_end`, `on_idle` is asked only once the log's end as it stood at the start is
-    reached."""
+    reached. `progress` is told the records read against the log's end as far as it is known
+    (`stop_at`, else each partition's high watermark, which grows under live ingest)."""
     # Batches of `settings.replay_batch_records`: a replay has the whole log behind it, and a
     # batch writes each unit's month document once for however many of its events it holds.
     batch_records = settings.replay_batch_records
@@ -150,6 +153,21 @@ async def replay(
                     floor[tp.partition] = highwater
             return all(p in floor and position[p] >= floor[p] for p in partitions)
 
+        def report_progress() -> None:
+            if progress is None:
+                return
+            ends = dict(stop_at) if stop_at is not None else {}
+            if stop_at is None:
+                for tp in assigned:
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        ends[tp.partition] = highwater
+            done = sum(position[p] - start[p] for p in partitions)
+            if len(ends) == len(partitions):
+                total = sum(max(ends[p], position[p]) - start[p] for p in partitions)
+                progress.set_total(total)
+            progress.set(done)
+
         async def next_batch() -> tuple[list[ConsumerRecord[bytes, bytes]], Prepared]:
             records = await _gather(consumer, batch_records)
             if stop_at is not None:
@@ -173,6 +191,7 @@ async def replay(
                 stats.batches += 1
                 for record in records:
                     position[record.partition] = max(position[record.partition], record.offset + 1)
+            report_progress()
             # After every batch, not only when the log runs dry: under ingest at more than a
             # batch per gather the log never does, and a switch must still come.
             if on_idle is not None and reached_floor() and await on_idle():
@@ -268,6 +287,7 @@ async def rebuild(
     keep_old: bool = False,
     grace_s: float = 10.0,
     through_log_end: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[str, ReplayStats]:
     """Recompute every total from the log into a new generation and switch to it; returns the
     new generation's name. The old one is dropped after `grace_s` (requests that read it just
@@ -287,10 +307,18 @@ async def rebuild(
 
     await new.mark_ledger_scheme()
     try:
-        stats = await replay(settings, new, on_idle=try_switch, through_log_end=through_log_end)
+        stats = await replay(
+            settings,
+            new,
+            on_idle=try_switch,
+            through_log_end=through_log_end,
+            progress=progress,
+        )
     except BaseException:
         await live.drop_generation(name)
         raise
+    if progress is not None:
+        progress.close(f"generation {name!r} now served")  # before the grace period
     log.warning("rebuilt %d records into generation %r, now served", stats.records, name)
     if not keep_old:
         await asyncio.sleep(grace_s)
@@ -298,13 +326,15 @@ async def rebuild(
     return name, stats
 
 
-async def reconcile(settings: Settings, live: Store) -> tuple[list[Difference], ReplayStats]:
+async def reconcile(
+    settings: Settings, live: Store, progress: Progress | None = None
+) -> tuple[list[Difference], ReplayStats]:
     """Every (unit, metric, day or month) whose served total differs from a recount of the
     log up to exactly the offsets that total reflects."""
     generation, applied, served_docs = await _snapshot(live, settings.events_topic)
     scratch = live.in_generation(f"check{uuid.uuid4().hex[:8]}")
     try:
-        stats = await replay(settings, scratch, stop_at=applied)
+        stats = await replay(settings, scratch, stop_at=applied, progress=progress)
         recounted_docs = [doc async for doc in scratch.totals.find({})]
     finally:
         await live.drop_generation(scratch.generation)
