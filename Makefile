@@ -4,9 +4,10 @@ PYTHON ?= python3.11
 VENV := .local/venv
 VENV_DB := .local/venv-db
 VENV_FAUST := .local/venv-faust
+KAFKA_LIB := .local/kafka/lib
 PY := $(VENV)/bin/python
 
-.PHONY: run test faults chaos install browser lint bench clean prometheus-tools docs
+.PHONY: run test faults chaos install browser lint bench clean prometheus-tools java-tools docs
 
 # `make run PROMETHEUS=1` also starts Prometheus with the alert rules (PROMETHEUS_PORT, 9090).
 run: install
@@ -38,17 +39,35 @@ lint: install
 	@$(VENV)/bin/mypy shared services deploy bench
 	@promtool check config deploy/prometheus/prometheus.yml >/dev/null
 
-install: $(VENV)/.installed $(VENV_DB)/.installed prometheus-tools
+install: $(VENV)/.installed $(VENV_DB)/.installed prometheus-tools $(KAFKA_LIB)/.installed
+
+# Apache Kafka (the local broker): the jars of deploy/local/kafka/pom.xml and what they need at
+# run time, fetched by Maven into .local/kafka/lib (about 46 MB; -C: a checksum that does not
+# match fails the fetch). Maven keeps its downloads in ~/.m2, so a second fetch is offline.
+$(KAFKA_LIB)/.installed: deploy/local/kafka/pom.xml | java-tools
+	@echo "fetching Apache Kafka's jars with Maven (deploy/local/kafka/pom.xml)"
+	@rm -rf $(KAFKA_LIB) $(KAFKA_LIB).partial
+	@mvn -B -q -C -Dstyle.color=never -f deploy/local/kafka/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB).partial
+	@mv $(KAFKA_LIB).partial $(KAFKA_LIB)
+	@touch $@
+
+# The JDK that runs the broker and Maven that fetches it, from Debian's packages when missing.
+java-tools:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  echo "installing Debian's default-jdk-headless and maven packages"; \
+	  $(APT_INSTALL) default-jdk-headless maven >/dev/null; }
 
 # Prometheus and promtool (alert rules are unit-tested with promtool and on a real Prometheus)
 # come from Debian's `prometheus` package: about 10 s to install, once.
 prometheus-tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  echo "installing Debian's prometheus package (promtool, prometheus)"; \
-	  $$sudo apt-get update -qq && \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus >/dev/null; }
+	  $(APT_INSTALL) prometheus >/dev/null; }
+
+# Debian packages, as root or through sudo (the shell command's start; the packages follow).
+APT_INSTALL = sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); $$sudo apt-get update -qq && \
+  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -81,4 +100,4 @@ $(VENV_FAUST)/.installed:
 	@touch $@
 
 clean:
-	rm -rf .local/venv .local/venv-db .local/venv-faust .local/logs
+	rm -rf .local/venv .local/venv-db .local/venv-faust .local/logs .local/kafka

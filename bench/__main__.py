@@ -39,7 +39,7 @@ from bench.world import (
     realistic_events,
     synthetic_catalog,
 )
-from deploy.local.stack import MEMORY_FS, REPO, memory_backed, started_stack
+from deploy.local.stack import MEMORY_FS, REPO, kafka_version, memory_backed, started_stack
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
         return True
 
     with started_stack(root) as stack:
+        results["broker"] = f"Apache Kafka {kafka_version()} (KRaft, one node)"
         results["data_dir"] = (
             f"{MEMORY_FS} (memory-backed)"
             if memory_backed(stack.data_dir)
@@ -371,23 +372,14 @@ async def _applied_at_least(client: measure.Client, d: Deployment, count: int) -
 
 
 async def _log_end(bootstrap: str, topic: str) -> int:
-    """Records in the topic now: the high watermarks a fetch reports. Not `end_offsets`: the
-    local broker's ListOffsets answers with offsets far behind the end (shared/replay.py)."""
+    """Records in the topic now: the sum of its partitions' end offsets (ListOffsets)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(4)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        for _ in range(100):
-            await consumer.getmany(timeout_ms=200, max_records=1)
-            highwaters = [consumer.highwater(tp) for tp in tps]
-            if all(highwater is not None for highwater in highwaters):
-                return sum(highwater or 0 for highwater in highwaters)
-        raise RuntimeError(f"no high watermark for every partition of {topic}")
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(4)])
+        return sum(ends.values())
     finally:
         await consumer.stop()
 

@@ -70,7 +70,7 @@ class CpuWatch:
 
 def server_pids(deployment: Deployment) -> dict[str, int]:
     pids = {p.name: p.popen.pid for p in deployment.stack.processes}
-    return {k: v for k, v in pids.items() if k in ("tansu", "secantusd", "localbucket")} | {
+    return {k: v for k, v in pids.items() if k in ("kafka", "secantusd")} | {
         name: process.popen.pid for name, process in deployment.services.items()
     }
 
@@ -277,10 +277,14 @@ async def naive_subscriber(
 
 
 async def raw_produce(bootstrap: str, topic: str, events: Sequence[dict[str, Any]]) -> float:
-    """aiokafka's producer with ingest's settings (acks=all, linger 5 ms), one send() per
-    record as ingest's publisher does, awaiting every acknowledgement: events/s."""
+    """aiokafka's producer with ingest's settings (acks=all, idempotent, linger 5 ms), one
+    send() per record as ingest's publisher does, awaiting every acknowledgement: events/s."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1 << 20,
     )
     await producer.start()
     headers = [("content-type", b"application/json")]
@@ -309,12 +313,16 @@ async def ingest_floor(
 ) -> dict[str, Any]:
     """What one of ingest's requests costs without any code of ours: the durable duplicate
     check (`find` by `_id` in the accepted ids, `insert_many` of the new ones) and the
-    producer's sends (acks=all, linger 5 ms, every acknowledgement awaited), in the order
-    ingest does them, from `concurrency` workers, one request's events at a time. No HTTP, no
-    JSON, no validation: the floor ingest's figures sit on."""
+    producer's sends (acks=all, idempotent, linger 5 ms, every acknowledgement awaited), in the
+    order ingest does them, from `concurrency` workers, one request's events at a time. No
+    HTTP, no JSON, no validation: the floor ingest's figures sit on."""
     accepted = client[db]["bench_accepted_floor"]
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1 << 20,
     )
     await producer.start()
     headers = [("content-type", b"application/json")]

@@ -129,8 +129,10 @@ def section(mode: str, r: dict[str, Any]) -> list[str]:
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, Python "
         f"{m['python']}, Linux {m['kernel']}; load average before the run {m['load_before']} "
         "(the machine is shared). Wall time of the whole run: "
-        f"**{r['wall_s'] / 60:.1f} min**. Local broker tansu 0.6.0 (localbucket S3 store), "
-        "SecantusDB 0.7.0b3; everything on 127.0.0.1, 4 partitions; the servers' data in "
+        f"**{r['wall_s'] / 60:.1f} min**. Local broker "
+        # Runs recorded before the switch to Apache Kafka name no broker.
+        f"{r.get('broker', 'tansu 0.6.0 (localbucket S3 store)')}, SecantusDB 0.7.0b3; "
+        "everything on 127.0.0.1, 4 partitions; the servers' data in "
         f"{r.get('data_dir', 'a temporary directory on disk')}.",
         "",
     ]

@@ -1,7 +1,7 @@
 """What every benchmark stands on: a synthetic catalog, realistic events, the local servers,
 the real service processes, and topics pre-filled exactly as ingest fills them.
 
-Everything runs on 127.0.0.1 against the same tansu broker and SecantusDB the tests use.
+Everything runs on 127.0.0.1 against the same Apache Kafka broker and SecantusDB the tests use.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from shared.domain.ledger import (
     subjects_to_look_up,
 )
 from shared.domain.periods import LocalDate
+from shared.domain.registry import Registry, current_registry
 from shared.domain.units import UnitTree
 
 log = logging.getLogger(__name__)
@@ -121,12 +122,22 @@ class Prepared:
     tree: UnitTree
     events: list[Event]
     outcome: Outcome
+    # What `outcome` was folded by (the registry in use then, by default).
+    registry: Registry = field(default_factory=current_registry)
 
-    def holds_for(self, tree: UnitTree, events: Sequence[Event], known: Known) -> bool:
-        """Whether `outcome` is `fold(events, known, tree)`: `fold` is a pure function of its
-        arguments, and reads nothing of `known` but its counted ids, voided ids and subjects."""
+    def holds_for(
+        self,
+        tree: UnitTree,
+        events: Sequence[Event],
+        known: Known,
+        registry: Registry | None = None,
+    ) -> bool:
+        """Whether `outcome` is `fold(events, known, tree, registry)`: `fold` is a pure
+        function of its arguments, and reads nothing of `known` but its counted ids, voided ids
+        and subjects."""
         return (
             tree is self.tree
+            and (registry or current_registry()) is self.registry
             and not known.counted
             and not known.voided
             and not known.subjects
@@ -137,6 +148,12 @@ class Prepared:
 
 class StaleCatalog(RuntimeError):
     """The unit tree changed since this process loaded it: reload, then count."""
+
+
+class StaleRegistry(RuntimeError):
+    """A newer registry is stored than the one this process counts with: reload, then count
+    (a generation's counting never goes back to a registry older than the one it started
+    from, which is what makes a backfilled indicator exact: see `indicator_status`)."""
 
 
 class BatchApplier:
@@ -189,8 +206,9 @@ class BatchApplier:
         ]
         # In the event loop, not a thread: a thread sharing the interpreter lock with the loop
         # held up the current batch's writes more than it saved (400k-event rebuilds, A/B).
-        outcome = fold(events, Known(), tree)
-        return Prepared(decoded, tree, events, outcome)
+        registry = current_registry()
+        outcome = fold(events, Known(), tree, registry)
+        return Prepared(decoded, tree, events, outcome, registry)
 
     async def apply(
         self, records: Sequence[LogRecord], prepared: Prepared | None = None
@@ -305,6 +323,12 @@ class BatchApplier:
             )
             if stale_at > tree.version:
                 raise StaleCatalog(f"catalog version {stale_at} > {tree.version}")
+            # In the transaction, after the generation: a batch that sees a generation switched
+            # to by a backfill sees the registry that backfill counted with, or a newer one.
+            registry = current_registry()
+            stored_registry = await self._store.stored_registry_version(session)
+            if self._newer_registry is not None and stored_registry > registry.version:
+                raise StaleRegistry(f"registry version {stored_registry} > {registry.version}")
             fresh = sorted(
                 (r for r in records if r.offset >= next_offsets[(r.topic, r.partition)]),
                 key=lambda r: (r.topic, r.partition, r.offset),
@@ -327,14 +351,14 @@ class BatchApplier:
             known = await self._store.known(
                 sorted(self._may_be_recorded(ids_to_look_up(events))),
                 lambda partial_known: self._may_be_recorded(
-                    subjects_to_look_up(events, partial_known)
+                    subjects_to_look_up(events, partial_known, registry)
                 ),
                 session,
             )
             report.outcome = (
                 prepared.outcome
-                if prepared is not None and prepared.holds_for(tree, events, known)
-                else fold(events, known, tree)
+                if prepared is not None and prepared.holds_for(tree, events, known, registry)
+                else fold(events, known, tree, registry)
             )
             letters.extend(
                 DeadLetter(record_of[id(refusal.event)], refusal.reason)
@@ -373,8 +397,11 @@ class BatchApplier:
                 break
             except StaleCatalog:
                 tree = await self._catalog.reload()
+            except StaleRegistry:
+                assert self._newer_registry is not None
+                await self._newer_registry()
         else:
-            raise StaleCatalog("the catalog kept changing under the batch")
+            raise StaleCatalog("the catalog or the registry kept changing under the batch")
         for record in records:
             key = (record.topic, record.partition)
             self.applied[key] = max(self.applied.get(key, 0), record.offset + 1)

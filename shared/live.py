@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.domain.periods import Period
-from shared.views import Views
+from shared.views import Backfilling, Views
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,10 @@ class LiveHub:
                 self._as_of = as_of
                 watched = set().union(*(s.keys for s in self._subscribers))
                 for key in watched:
-                    body = await self._total(key)
+                    try:
+                        body = await self._total(key)
+                    except Backfilling:  # its first value comes once it is ready
+                        continue
                     previous = self._last.get(key, _UNSEEN)
                     self._last[key] = body["value"]
                     if previous is not _UNSEEN and previous != body["value"]:
@@ -84,7 +87,10 @@ class LiveHub:
         comment keeps proxies from closing an idle connection."""
         subscriber = Subscriber(keys)
         for key in keys:
-            body = await self._total(key)
+            try:
+                body = await self._total(key)
+            except Backfilling:
+                continue
             self._last.setdefault(key, body["value"])
             subscriber.offer(key, body)
         self._subscribers.add(subscriber)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.adapters.catalog import CatalogCache
@@ -47,6 +48,12 @@ GATHER_MAX_S = 1.0
 class CatalogChanged(RuntimeError):
     """A reorganisation moved history in the served totals during a rebuild: what the rebuild
     counted before it used the old tree. Run the rebuild again."""
+
+
+class RegistryChanged(RuntimeError):
+    """The served generation was counted from a newer registry than this rebuild (a backfill
+    switched meanwhile): switching would take indicators it made ready back to backfilling.
+    Run the rebuild again."""
 
 
 @dataclass
@@ -95,8 +102,9 @@ async def replay(
     interrupted replay resumes) until every partition reaches `stop_at`, or until `on_idle`,
     called after every batch (and every empty fetch), says it is done; with
     `through_log_end`, `on_idle` is asked only once the log's end as it stood at the start is
-    reached. `progress` is told the records read against the log's end as far as it is known
-    (`stop_at`, else each partition's high watermark, which grows under live ingest)."""
+    reached. `progress` is told the records read against the log's end: `stop_at`, else the
+    end ListOffsets reports, read again whenever the replay reaches it (it grows under live
+    ingest)."""
     # Batches of `settings.replay_batch_records`: a replay has the whole log behind it, and a
     # batch writes each unit's month document once for however many of its events it holds.
     batch_records = settings.replay_batch_records
@@ -131,41 +139,39 @@ async def replay(
     await consumer.start()
     ahead: asyncio.Task[tuple[list[ConsumerRecord[bytes, bytes]], Prepared]] | None = None
     try:
-        partitions = await _partitions(consumer, settings.events_topic)
+        partitions = await _partitions(settings, settings.events_topic)
         start = await target.next_offsets(settings.events_topic, partitions)
         assigned = [TopicPartition(settings.events_topic, p) for p in partitions]
         consumer.assign(assigned)
         for tp in assigned:
             consumer.seek(tp, start[tp.partition])
         position = dict(start)
-        # The log's end as fetch responses report it (each partition's high watermark, taken
-        # the first time it is known, so at or past the end at the start), not as `end_offsets`
-        # (ListOffsets) does: the local broker answers that with offsets far behind the end
-        # (measured: 1 and 8,001 for partitions of 25,000 records).
+        # The log's end when the replay starts (ListOffsets, latest): what `through_log_end`
+        # must replay before a switch.
         floor: dict[int, int] = {}
+        if through_log_end:
+            ends = await consumer.end_offsets(assigned)
+            floor = {tp.partition: offset for tp, offset in ends.items()}
 
         def reached_floor() -> bool:
-            if not through_log_end:
-                return True
-            for tp in assigned:
-                highwater = consumer.highwater(tp)
-                if tp.partition not in floor and highwater is not None:
-                    floor[tp.partition] = highwater
-            return all(p in floor and position[p] >= floor[p] for p in partitions)
+            return all(position[p] >= floor.get(p, 0) for p in partitions)
 
-        def report_progress() -> None:
+        # The end the progress is reported against: `stop_at`, else the log's end (ListOffsets,
+        # the same reading as the floor), read again once the replay has reached it.
+        log_end: dict[int, int] = dict(stop_at) if stop_at is not None else dict(floor)
+
+        async def report_progress() -> None:
             if progress is None:
                 return
-            ends = dict(stop_at) if stop_at is not None else {}
-            if stop_at is None:
-                for tp in assigned:
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        ends[tp.partition] = highwater
+            if stop_at is None and (
+                len(log_end) < len(partitions)
+                or any(position[p] >= log_end.get(p, 0) for p in partitions)
+            ):
+                ends = await consumer.end_offsets(assigned)
+                log_end.update({tp.partition: offset for tp, offset in ends.items()})
             done = sum(position[p] - start[p] for p in partitions)
-            if len(ends) == len(partitions):
-                total = sum(max(ends[p], position[p]) - start[p] for p in partitions)
-                progress.set_total(total)
+            total = sum(max(log_end.get(p, 0), position[p]) - start[p] for p in partitions)
+            progress.set_total(total)
             progress.set(done)
 
         async def next_batch() -> tuple[list[ConsumerRecord[bytes, bytes]], Prepared]:
@@ -191,7 +197,7 @@ async def replay(
                 stats.batches += 1
                 for record in records:
                     position[record.partition] = max(position[record.partition], record.offset + 1)
-            report_progress()
+            await report_progress()
             # After every batch, not only when the log runs dry: under ingest at more than a
             # batch per gather the log never does, and a switch must still come.
             if on_idle is not None and reached_floor() and await on_idle():
@@ -234,17 +240,31 @@ async def _gather(consumer: AIOKafkaConsumer, limit: int) -> list[ConsumerRecord
     return records
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    for _ in range(50):
-        await consumer.topics()  # refreshes the metadata
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return sorted(found)
-        await asyncio.sleep(0.2)
+async def _partitions(settings: Settings, topic: str) -> list[int]:
+    """The topic's partitions, as the cluster describes them. (Not the consumer's
+    `partitions_for_topic`: a consumer with nothing assigned asks the cluster's metadata for
+    no topic, so it knows none.)"""
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        for _ in range(50):
+            for found in await admin.describe_topics([topic]):
+                if found["topic"] == topic and found["error_code"] == 0 and found["partitions"]:
+                    return sorted(p["partition"] for p in found["partitions"])
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
     raise RuntimeError(f"topic {topic!r} has no partitions (does it exist?)")
 
 
-async def switch_generation(live: Store, new: Store, topic: str, catalog_version: int) -> bool:
+async def switch_generation(
+    live: Store,
+    new: Store,
+    topic: str,
+    catalog_version: int,
+    registry_version: int = 1,
+    guard: Callable[[AsyncClientSession], Awaitable[None]] | None = None,
+) -> bool:
     """Serve `new` if it has applied, in every partition, at least what the served generation
     has; else False (replay more, then try again).
 
@@ -252,12 +272,25 @@ async def switch_generation(live: Store, new: Store, topic: str, catalog_version
     live aggregator's batch transaction does: a batch committed meanwhile makes this conflict
     and run again (re-reading its offsets), and a batch that read the old generation name
     conflicts with this and runs again in the new generation. So no batch is lost between the
-    two. A reorganisation writes those offsets too, so it cannot slip between either."""
+    two. A reorganisation writes those offsets too, so it cannot slip between either.
+
+    `registry_version` is the registry the replay started from (every batch of `new` was
+    counted with it or a newer one): recorded with the switch, it tells which indicators the
+    new generation holds exactly (`shared.domain.registry.indicator_status`). `guard`, run in
+    the same transaction, may refuse the switch by raising (a backfill's lease)."""
 
     async def transaction(session: AsyncClientSession) -> bool:
         if await live.catalog_version(session) != catalog_version:
             raise CatalogChanged("the unit tree changed during the rebuild")
-        served = live.in_generation(await live.serving_generation(session))
+        if guard is not None:
+            await guard(session)
+        serving, counted_from = await live.serving(session)
+        if counted_from > registry_version:
+            raise RegistryChanged(
+                f"the served totals were counted from registry version {counted_from}, "
+                f"newer than this rebuild's {registry_version}"
+            )
+        served = live.in_generation(serving)
         old_next = await served.applied_offsets(topic, session)
         new_next = await new.next_offsets(topic, list(old_next), session)
         if any(new_next[p] < applied for p, applied in old_next.items()):
@@ -269,7 +302,13 @@ async def switch_generation(live: Store, new: Store, topic: str, catalog_version
         )
         await live.meta.update_one(
             {"_id": "generation"},
-            {"$set": {"name": new.generation, "since": datetime.now(UTC)}},
+            {
+                "$set": {
+                    "name": new.generation,
+                    "since": datetime.now(UTC),
+                    "registry_version": registry_version,
+                }
+            },
             upsert=True,
             session=session,
         )
@@ -287,6 +326,9 @@ async def rebuild(
     keep_old: bool = False,
     grace_s: float = 10.0,
     through_log_end: bool = False,
+    on_generation: Callable[[str], Awaitable[None]] | None = None,
+    on_batch: Callable[[], Awaitable[None]] | None = None,
+    guard: Callable[[AsyncClientSession], Awaitable[None]] | None = None,
     progress: Progress | None = None,
 ) -> tuple[str, ReplayStats]:
     """Recompute every total from the log into a new generation and switch to it; returns the
@@ -296,14 +338,25 @@ async def rebuild(
     The switch comes as soon as the new generation has applied what the served one has, so
     with the aggregator stopped (a fix to the counting rules, say) the rebuild may end before
     the log does and leave the rest to the aggregator; `through_log_end` replays at least the
-    whole log as it stood at the start."""
+    whole log as it stood at the start. `on_generation` is told the new generation's name
+    before anything is written to it, `on_batch` is called after every batch (a backfill
+    keeps its lease with them), `guard` in the switch's transaction; `progress` is told the
+    replay's records read (`replay`)."""
     catalog_version = await live.catalog_version()
+    # Before the replay loads it (it may load a newer one, never an older one).
+    registry_version = max(1, await live.stored_registry_version())
     old = await live.serving_generation()
     name = "r" + datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
     new = live.in_generation(name)
+    if on_generation is not None:
+        await on_generation(name)
 
     async def try_switch() -> bool:
-        return await switch_generation(live, new, settings.events_topic, catalog_version)
+        if on_batch is not None:
+            await on_batch()
+        return await switch_generation(
+            live, new, settings.events_topic, catalog_version, registry_version, guard
+        )
 
     await new.mark_ledger_scheme()
     try:

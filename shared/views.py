@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.mongo import Position, Store
+from shared.adapters.registry_store import RegistryCache
 from shared.domain.campaigns import (
     Campaign,
     MetricProgress,
@@ -25,7 +26,7 @@ from shared.domain.campaigns import (
 )
 from shared.domain.metrics import Metric, MetricKind, current_metrics
 from shared.domain.periods import Period
-from shared.domain.registry import IndicatorKind
+from shared.domain.registry import BACKFILLING, IndicatorKind, current_registry
 from shared.domain.reports import (
     OnlineServicesRow,
     PaymentsRow,
@@ -38,10 +39,29 @@ from shared.domain.units import Unit, UnitLevel, UnitTree
 
 SERVICES_SHARE = "filing.services_with_online_share"
 PROCESSED_ONLINE = "filing.processed.online_rate"
+# The indicators the report tables read by id: they cannot be deleted (`DELETE
+# /v1/indicators/{id}` is 409 naming the report), and a report answers 409 while one of them
+# is backfilling.
+REPORTED_INDICATORS: dict[str, str] = {
+    **{
+        f"payment.{kind}.{what}": "payments"
+        for kind in ("nvtc", "fee")
+        for what in ("count", "amount_vnd")
+    },
+    "filing.submitted": "online-services",
+    "filing.processed": "online-services",
+    "filing.processed.online": "online-services",
+    PROCESSED_ONLINE: "online-services",
+    SERVICES_SHARE: "online-services",
+}
 
 
 class NotFound(LookupError):
     pass
+
+
+class Backfilling(RuntimeError):
+    """An indicator whose values are being counted over the log (`409`, naming the status)."""
 
 
 def json_number(value: Decimal | int | None) -> int | float | None:
@@ -128,9 +148,16 @@ class TargetsMemo:
 
 class Views:
     def __init__(
-        self, store: Store, catalog: CatalogCache, events_topic: str, event_partitions: int
+        self,
+        store: Store,
+        catalog: CatalogCache,
+        events_topic: str,
+        event_partitions: int,
+        registry: RegistryCache | None = None,
     ) -> None:
         self._store = store
+        # Looked at (at most once a second) before a metric is judged known or ready.
+        self._registry = registry
         self._catalog = catalog
         self._topic = events_topic
         self._partitions = event_partitions
@@ -150,14 +177,41 @@ class Views:
         `as_of` newer than its value would not be."""
         return (await self._position()).as_of
 
+    async def _definition(self, metric: str) -> Metric:
+        """The metric's definition, if it is known (`NotFound`) and its values are exact
+        (`Backfilling` while a replay of the log counts them)."""
+        if self._registry is not None:
+            await self._registry.fresh()
+        definition = current_metrics().get(metric)
+        if definition is None:
+            raise NotFound(f"unknown metric {metric!r}")
+        await self.ready(metric)
+        return definition
+
+    async def ready(self, *metrics: str) -> None:
+        """Raise `Backfilling` if any of `metrics` (indicators of the registry in use) is."""
+        registry = current_registry()
+        await self._store.follow_generation(max_age_s=1.0)
+        for metric in metrics:
+            if metric in registry.indicators:
+                status = registry.status(metric, self._store.counted_from)
+                if status == BACKFILLING:
+                    raise Backfilling(
+                        f"indicator {metric!r} is {status}: its values are being counted over "
+                        "the whole event log; ask again when GET /v1/indicators says ready"
+                    )
+
+    async def _reported_ready(self, report: str) -> None:
+        if self._registry is not None:
+            await self._registry.fresh()
+        await self.ready(*(i for i, name in REPORTED_INDICATORS.items() if name == report))
+
     async def _position(self) -> Position:
         partitions = await self._store.partition_count(self._topic, self._partitions)
         return await self._store.position(self._topic, partitions)
 
     async def total(self, unit_id: str, metric: str, period: Period) -> dict[str, Any]:
-        definition = current_metrics().get(metric)
-        if definition is None:
-            raise NotFound(f"unknown metric {metric!r}")
+        definition = await self._definition(metric)
         tree, _ = await self._unit(unit_id)
         as_of = await self.as_of()
         bounds = period.date_range()
@@ -182,9 +236,7 @@ class Views:
     ) -> dict[str, Any]:
         """A unit's value of a metric on each local day of [first, last] (every day listed,
         0 or null when nothing happened): the dashboard's daily chart."""
-        definition = current_metrics().get(metric)
-        if definition is None:
-            raise NotFound(f"unknown metric {metric!r}")
+        definition = await self._definition(metric)
         tree, _ = await self._unit(unit_id)
         as_of = await self.as_of()
         by_day = await self._store.daily_totals(unit_id, first, last)
@@ -209,9 +261,7 @@ class Views:
         return {}
 
     async def rankings(self, metric: str, period: Period, level: UnitLevel) -> dict[str, Any]:
-        definition = current_metrics().get(metric)
-        if definition is None:
-            raise NotFound(f"unknown metric {metric!r}")
+        definition = await self._definition(metric)
         tree = self._catalog.tree
         units = [u for u in tree.units() if u.level == level]
         bounds = period.date_range()
@@ -310,6 +360,7 @@ class Views:
         }
 
     async def payments_report(self, day: date) -> dict[str, Any]:
+        await self._reported_ready("payments")
         tree = self._catalog.tree
         districts = report_order(tree, "payments", (UnitLevel.DISTRICT,))
         ids = [u.id for u in districts]
@@ -337,6 +388,7 @@ class Views:
     ) -> dict[str, Any]:
         """With a campaign, each row is judged against that campaign's rate targets: the
         unit's own, else its nearest ancestor's, else the thresholds given."""
+        await self._reported_ready("online-services")
         tree = self._catalog.tree
         targets: dict[tuple[str, str], Decimal] = {}
         if campaign_id is not None:

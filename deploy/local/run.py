@@ -8,14 +8,20 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
 from deploy.local.dashboard import viewer_token
 from deploy.local.prometheus import start_prometheus, write_config
-from deploy.local.stack import LOCAL, REPO, LocalStack, PortInUse
+from deploy.local.stack import LOCAL, REPO, LocalStack, PortInUse, Process, kafka_version
 from shared.admin import init
 from shared.settings import Settings
+
+# The servers `make run` starts, by process name: without them the services cannot work.
+SERVERS = {"kafka": "the broker", "secantusd": "the database"}
+SERVER_ATTEMPTS = 3
 
 
 def admin_token(data_dir: Path) -> str:
@@ -41,7 +47,7 @@ def main() -> int:
         log_dir=Path(env.get("LOG_DIR", str(LOCAL / "logs"))).resolve(),
         kafka_port=int(env.get("KAFKA_PORT", "9092")),
         mongo_port=int(env.get("MONGODB_PORT", "27017")),
-        s3_port=int(env.get("LOCAL_S3_PORT", "9900")),
+        kafka_controller_port=int(env.get("KAFKA_CONTROLLER_PORT", "9093")),
     )
     ports = {
         "ingest": int(env.get("INGEST_PORT", "8081")),
@@ -91,6 +97,9 @@ def main() -> int:
         print(f"logs: {stack.log_dir}", file=sys.stderr)
         stack.stop_all()
         return 1
+    kafka_name = (
+        "your own broker" if "KAFKA_BOOTSTRAP" in env else f"Apache Kafka {kafka_version()}"
+    )
     # Debian's package serves the classic UI only (its React UI is not packaged).
     prometheus_lines = (
         f"  Prometheus alerts    http://127.0.0.1:{prometheus_port}/classic/alerts"
@@ -107,7 +116,7 @@ Campaign tracker is running ({time.monotonic() - started:.1f} s to start, {count
   API + OpenAPI docs   http://127.0.0.1:{ports["api"]}/docs
   Ingest               http://127.0.0.1:{ports["ingest"]}/v1/events   (docs: /docs)
   Aggregator           http://127.0.0.1:{ports["aggregator"]}/metrics  (/healthz)
-  Kafka (tansu)        {service_env["KAFKA_BOOTSTRAP"]}
+  Kafka                {service_env["KAFKA_BOOTSTRAP"]}   ({kafka_name})
   MongoDB (SecantusDB) {service_env["MONGODB_URI"]}
   Data                 {data_dir}
   Logs                 {stack.log_dir}
@@ -125,14 +134,24 @@ Try:
 Ctrl-C stops everything.""",
         flush=True,
     )
-    # Supervision, as an orchestrator would do it: a service that dies is restarted, with a
-    # backoff that doubles on each quick death and resets after a minute of good health.
-    services = {p.name: p for p in stack.processes if p.name in ports}
-    backoff = dict.fromkeys(services, 1.0)
+    # Supervision, as an orchestrator would do it: whatever of ours dies (a service, the
+    # broker, the database) is restarted, with a backoff that doubles on each quick death and
+    # resets after a minute of good health. A broker or database that does not come back in
+    # SERVER_ATTEMPTS tries stops the run: the services cannot work without them.
+    starters: dict[str, Callable[[], Process]] = {
+        name: partial(stack.start_service, name, port, service_env) for name, port in ports.items()
+    }
+    if "KAFKA_BOOTSTRAP" not in env:
+        starters["kafka"] = stack.start_kafka
+    if "MONGODB_URI" not in env:
+        starters["secantusd"] = stack.start_database
+    supervised = {p.name: p for p in stack.processes if p.name in starters}
+    backoff = dict.fromkeys(supervised, 1.0)
+    failed_starts = dict.fromkeys(supervised, 0)
     restart_at: dict[str, float] = {}
     while not stopping:
         now = time.monotonic()
-        for name, process in list(services.items()):
+        for name, process in list(supervised.items()):
             if process.popen.poll() is None:
                 if now - process.started_at > 60:
                     backoff[name] = 1.0
@@ -152,11 +171,24 @@ Ctrl-C stops everything.""",
             elif now >= restart_at[name]:
                 del restart_at[name]
                 try:
-                    services[name] = stack.start_service(name, ports[name], service_env)
+                    supervised[name] = starters[name]()
+                    failed_starts[name] = 0
                     print(f"{name} restarted", file=sys.stderr, flush=True)
                 except (PortInUse, RuntimeError, TimeoutError) as exc:
                     print(f"{name} did not restart: {exc}", file=sys.stderr, flush=True)
-                    restart_at[name] = now + backoff[name]
+                    failed_starts[name] += 1
+                    if name in SERVERS and failed_starts[name] >= SERVER_ATTEMPTS:
+                        print(
+                            f"make run: {SERVERS[name]} ({name}) did not restart in "
+                            f"{SERVER_ATTEMPTS} tries (log: {process.log_path}); "
+                            "stopping everything",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        stack.stop_all()
+                        return 1
+                    restart_at[name] = time.monotonic() + backoff[name]
+                    backoff[name] = min(backoff[name] * 2, 60.0)
         time.sleep(0.5)
     print("\nstopping…", flush=True)
     stack.stop_all()

@@ -25,6 +25,7 @@ from shared.adapters.mongo import connect
 from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.sessions import TransactionSessions
 from shared.aggregation import BatchApplier, DeadLetter
+from shared.backfill import Backfiller, backfill_forever
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("aggregator")
@@ -220,6 +221,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         )
         background.append(asyncio.create_task(lag))
         background.append(asyncio.create_task(abort_the_dead_forever()))
+        # New and changed indicators counted over the whole log (one aggregator at a time).
+        background.append(
+            asyncio.create_task(backfill_forever(Backfiller(settings, store, registry)))
+        )
 
     async def stop() -> None:
         for task in background:

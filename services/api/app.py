@@ -26,25 +26,25 @@ from pydantic import (
 
 from services.api import routes
 from services.api.dashboard import dashboard_routes
-from services.api.deps import Actor
+from services.api.deps import PERIOD_DOC, Actor, parse_period
 from services.api.reports import report_routes
 from shared.adapters.auth import Authenticator, bearer_token, rate_limits, require_admin
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.docs import add_offline_docs
 from shared.adapters.http import add_operational_routes
-from shared.adapters.http_security import ERROR_RESPONSES, Day, bounded, harden
+from shared.adapters.http_security import ERROR_RESPONSES, Day, ErrorBody, bounded, harden
 from shared.adapters.mongo import Store, connect
 from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.security_store import SecurityStore
 from shared.campaign_gauges import CampaignGauges
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SAFE_TOKEN_PATTERN, SERVICE_ID_PATTERN, UNIT_ID_PATTERN
-from shared.domain.periods import InvalidPeriod, Period, today_local
+from shared.domain.periods import today_local
 from shared.domain.safety import unsafe_text_reason
 from shared.domain.units import InvalidCatalog, Unit, UnitLevel, rollup_shift
 from shared.live import LiveHub, until_revoked
 from shared.settings import Settings, get_settings
-from shared.views import NotFound, Views, json_number
+from shared.views import Backfilling, NotFound, Views, json_number
 
 UnitId = Annotated[str, Field(pattern=UNIT_ID_PATTERN)]
 ServiceId = Annotated[str, Field(pattern=SERVICE_ID_PATTERN)]
@@ -161,22 +161,15 @@ class AuditEntry(BaseModel):
     details: dict[str, Any]
 
 
-def parse_period(text: str) -> Period:
-    try:
-        return Period.parse(text)
-    except InvalidPeriod as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     client = connect(settings.mongodb_uri, app_name="api")
     store = Store(client, settings.mongodb_db)
     catalog = CatalogCache(store)
-    views = Views(store, catalog, settings.events_topic, settings.event_partitions)
     security = SecurityStore(store)
     registry_store = RegistryStore(store)
     registry_cache = RegistryCache(registry_store)
+    views = Views(store, catalog, settings.events_topic, settings.event_partitions, registry_cache)
     authenticator = Authenticator(store, settings.admin_token, security, rate_limits(settings))
     reader = Depends(authenticator.principal)
     admin_principal = require_admin(authenticator.principal)
@@ -213,7 +206,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Live totals, progress against targets, rankings, reports, units and "
         "tokens (contract v1).",
-        responses=ERROR_RESPONSES,
+        responses={
+            **ERROR_RESPONSES,
+            409: {
+                "model": ErrorBody,
+                "description": "a conflict with the state: an indicator still backfilling "
+                "(its status named), a name taken, an indicator in use",
+            },
+        },
         # Swagger UI from a pinned package, not a CDN (shared/adapters/docs.py); no ReDoc.
         docs_url=None,
         redoc_url=None,
@@ -227,6 +227,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         # Bounded: the message may quote the unit or metric asked for.
         return JSONResponse({"detail": bounded(str(exc))}, status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(Backfilling)
+    async def backfilling(_: Request, exc: Backfilling) -> JSONResponse:
+        return JSONResponse(
+            {"detail": bounded(str(exc)), "status": "backfilling"}, status.HTTP_409_CONFLICT
+        )
 
     # -- units ---------------------------------------------------------------------------
 
@@ -335,20 +341,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[reader],
         responses={
             404: {"description": "unknown unit or metric"},
+            409: {"description": "the indicator is backfilling (its status is named)"},
             422: {"description": "bad period"},
         },
     )
     async def get_total(
         unit_id: str = Query(pattern=UNIT_ID_PATTERN),
         metric: str = Query(max_length=64),
-        period: str = Query(max_length=32),
+        period: str = Query(max_length=32, description=PERIOD_DOC),
     ) -> JSONResponse:
         return JSONResponse(await views.total(unit_id, metric, parse_period(period)))
 
     @app.get("/v1/rankings", dependencies=[reader])
     async def get_rankings(
         metric: str = Query(max_length=64),
-        period: str = Query(max_length=32),
+        period: str = Query(max_length=32, description=PERIOD_DOC),
         level: UnitLevel = UnitLevel.DISTRICT,
     ) -> JSONResponse:
         """Units of a level ordered by value (or rate), highest first; ties share a rank."""
@@ -388,6 +395,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Set targets per (unit, metric); targets of pairs not named stay as they are."""
         if await store.get_campaign(campaign_id) is None:
             raise NotFound(f"unknown campaign {campaign_id!r}")
+        await registry_cache.fresh(now=True)  # the indicators a target may name
         tree = await catalog.covering(t.unit_id for t in body)
         problems = []
         for index, item in enumerate(body):
@@ -445,6 +453,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.security = security
     app.state.registry_store = registry_store
     app.state.registry_cache = registry_cache
+    app.state.store = store
     app.include_router(routes.event_types.router)
     app.include_router(routes.indicators.router)
     app.include_router(report_routes(views, catalog, reader))
@@ -471,9 +480,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for item in watch:
             unit_id, _, rest = item.partition(":")
             metric, _, period = rest.partition(":")
-            parse_period(period)
-            await views.total(unit_id, metric, Period.parse(period))  # 404 for unknown ones
-            keys.add((unit_id, metric, str(Period.parse(period))))
+            parsed = parse_period(period)
+            await views.total(unit_id, metric, parsed)  # 404 for unknown ones
+            keys.add((unit_id, metric, str(parsed)))
         token = bearer_token(request)
         return StreamingResponse(
             until_revoked(

@@ -9,7 +9,7 @@ token never appears in a URL, a referrer or an access log.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 
+from services.api.deps import PERIOD_DOC, parse_period
 from shared.adapters.http_security import Day
 from shared.domain.events import UNIT_ID_PATTERN
 from shared.views import Views
@@ -55,6 +56,26 @@ def _asset(request: Request, name: str) -> Response:
     return Response((ASSETS / name).read_bytes(), media_type=_TYPES[name], headers=headers)
 
 
+def _series_days(first: date | None, last: date | None, period: str | None) -> tuple[date, date]:
+    """The days a series covers: `from` and `to`, or a bounded period's."""
+    if period is None:
+        if first is None or last is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, "give `from` and `to`, or `period`"
+            )
+        return first, last
+    if first is not None or last is not None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "give `period` or `from` and `to`, not both"
+        )
+    bounds = parse_period(period).date_range()
+    if bounds is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "a series needs a period of days, not all"
+        )
+    return bounds
+
+
 def dashboard_routes(views: Views, reader: Depends) -> APIRouter:
     router = APIRouter()
 
@@ -72,16 +93,33 @@ def dashboard_routes(views: Views, reader: Depends) -> APIRouter:
     async def series(
         unit_id: Annotated[str, Query(pattern=UNIT_ID_PATTERN)],
         metric: Annotated[str, Query(max_length=64)],
-        from_: Annotated[Day, Query(alias="from", description="first local day")],
-        to: Annotated[Day, Query(description="last local day (at most 366 days after `from`)")],
+        from_: Annotated[
+            Day | None, Query(alias="from", description="first local day (or give `period`)")
+        ] = None,
+        to: Annotated[
+            Day | None,
+            Query(description="last local day (at most 366 days after `from`; or `period`)"),
+        ] = None,
+        period: Annotated[
+            str | None,
+            Query(
+                max_length=32,
+                description=f"instead of `from` and `to`, the days of a period of at most "
+                f"{MAX_SERIES_DAYS} days: {PERIOD_DOC} (not all)",
+            ),
+        ] = None,
     ) -> JSONResponse:
-        """A unit's value of a metric for each local day of [from, to], every day listed (the
-        dashboard's daily chart; sums of these days equal `/v1/totals` for any period)."""
-        if to < from_ or to - from_ >= timedelta(days=MAX_SERIES_DAYS):
+        """A unit's value of a metric for each local day of [from, to] or of a period, every
+        day listed (the dashboard's daily chart; sums of these days equal `/v1/totals` for any
+        period)."""
+        first, last = _series_days(from_, to, period)
+        if last < first or last - first >= timedelta(days=MAX_SERIES_DAYS):
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"`to` must be from `from` up to {MAX_SERIES_DAYS} days after it",
+                f"`to` must be from `from` up to {MAX_SERIES_DAYS} days after it"
+                if period is None
+                else f"a series covers at most {MAX_SERIES_DAYS} days",
             )
-        return JSONResponse(await views.daily_series(unit_id, metric, from_, to))
+        return JSONResponse(await views.daily_series(unit_id, metric, first, last))
 
     return router

@@ -9,9 +9,14 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from shared.adapters.auth import Authenticator
+from shared.adapters.mongo import Store
 from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.adapters.security_store import SecurityStore
 from shared.domain.access import Principal
+from shared.domain.periods import PERIOD_FORMS, InvalidPeriod, Period
+
+# The `period` query parameter's description, wherever one is taken.
+PERIOD_DOC = f"{PERIOD_FORMS}; days are local days in Asia/Ho_Chi_Minh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +25,14 @@ class Actor:
 
     principal: Principal
     client: str | None
+
+
+def parse_period(text: str) -> Period:
+    """A `period` parameter, or `422` naming what is wrong with it."""
+    try:
+        return Period.parse(text)
+    except InvalidPeriod as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
 
 async def _reader(request: Request) -> Principal:
@@ -54,3 +67,11 @@ AdminActor = Annotated[Actor, Depends(_admin)]
 SecurityDep = Annotated[SecurityStore, Depends(_security)]
 RegistryStoreDep = Annotated[RegistryStore, Depends(_registry_store)]
 RegistryCacheDep = Annotated[RegistryCache, Depends(_registry_cache)]
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[Store, Depends(_store)]

@@ -65,3 +65,45 @@ class IndicatorOut(BaseModel):
     unit: str
     version: int
     status: Literal["ready", "backfilling"]
+
+
+WhereValue = StrictBool | StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)]
+IndicatorId = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
+class IndicatorIn(BaseModel):
+    """An indicator, as `PUT /v1/indicators/{id}` takes it: `kind` and that kind's fields
+    (contract, "Indicators are data"), with its names and unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["count", "sum", "rate", "state"]
+    name_vi: Annotated[StrictStr, Field(min_length=1, max_length=300)]
+    name_en: Annotated[StrictStr, Field(min_length=1, max_length=300)]
+    unit: Annotated[StrictStr, Field(min_length=1, max_length=32)]
+    event_type: Annotated[StrictStr, Field(max_length=64)] | None = Field(
+        None, description="count, sum, state: the event type counted"
+    )
+    where: dict[Annotated[str, Field(max_length=64)], WhereValue | list[WhereValue]] | None = Field(
+        None,
+        max_length=16,
+        description="count, sum: every attribute condition an event must match (a value or "
+        "a list of values)",
+    )
+    field: Annotated[StrictStr, Field(max_length=64)] | None = Field(
+        None, description="sum: amount_vnd or an integer attribute"
+    )
+    numerator: list[IndicatorId] | None = Field(None, max_length=32, description="rate")
+    denominator: list[IndicatorId] | None = Field(None, max_length=32, description="rate")
+    status_attribute: Annotated[StrictStr, Field(max_length=64)] | None = Field(
+        None, description="state: the attribute holding a record's status"
+    )
+    status: WhereValue | None = Field(None, description="state: the status counted")
+
+
+class IndicatorChange(BaseModel):
+    """What `PUT /v1/indicators/{id}` answers: `backfilling` while the log is counted for it."""
+
+    id: str
+    version: int
+    status: Literal["ready", "backfilling"]

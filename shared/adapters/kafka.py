@@ -85,6 +85,9 @@ def make_broker(settings: Settings, *, client_id: str, producer: bool = True) ->
         security=broker_security(options),
         client_id=client_id,
         acks="all",
+        # The broker drops a batch the producer retried after it was written (a lost
+        # acknowledgement), and keeps a partition's batches in the order they were sent.
+        enable_idempotence=True,
         linger_ms=5,
         max_batch_size=1 << 20,
         request_timeout_ms=int(settings.publish_timeout_s * 1000),

@@ -143,6 +143,9 @@ class Store:
         # stays on it (a rebuild or a reconcile writing its own).
         self._follows_switch = generation is None
         self._generation_checked_at = float("-inf")
+        # The registry version the served generation's counting started from (see
+        # `shared.domain.registry.indicator_status`), as last read with its name.
+        self.counted_from = 1
         self._bind(generation or "")
         self.units = self.db["units"]
         self.tokens = self.db["tokens"]
@@ -161,8 +164,22 @@ class Store:
         self.subjects = self.db[f"subjects{suffix}"]
 
     async def serving_generation(self, session: AsyncClientSession | None = None) -> str:
+        return (await self.serving(session))[0]
+
+    async def serving(self, session: AsyncClientSession | None = None) -> tuple[str, int]:
+        """The served generation and the registry version its counting started from (1, the
+        shipped registry's, for a generation switched to before registries were recorded)."""
         doc = await self.meta.find_one({"_id": "generation"}, session=session)
-        return str(doc["name"]) if doc else ""
+        if doc is None:
+            return "", 1
+        return str(doc["name"]), int(doc.get("registry_version", 1))
+
+    async def stored_registry_version(self, session: AsyncClientSession | None = None) -> int:
+        """The version of the registry stored as current (0 when none is)."""
+        doc = await self.db["registry"].find_one(
+            {"_id": "current"}, {"version": 1}, session=session
+        )
+        return 0 if doc is None else int(doc["version"])
 
     async def follow_generation(
         self, session: AsyncClientSession | None = None, max_age_s: float = 0.0
@@ -175,11 +192,12 @@ class Store:
         now = time.monotonic()
         if session is None and now - self._generation_checked_at < max_age_s:
             return
-        current = await self.serving_generation(session)
+        current, counted_from = await self.serving(session)
         if session is None:
             self._generation_checked_at = now
         if current != self.generation:
             self._bind(current)
+        self.counted_from = counted_from
 
     def in_generation(self, generation: str) -> Store:
         """A store writing and reading `generation`'s derived collections only."""

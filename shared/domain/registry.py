@@ -63,7 +63,14 @@ class AttributeType(StrEnum):
 
     @property
     def python(self) -> type:
-        return {"string": str, "integer": int, "boolean": bool}[self.value]
+        return _PYTHON_TYPES[self]
+
+
+_PYTHON_TYPES: dict[AttributeType, type] = {
+    AttributeType.STRING: str,
+    AttributeType.INTEGER: int,
+    AttributeType.BOOLEAN: bool,
+}
 
 
 class Subject(StrEnum):
@@ -89,9 +96,15 @@ _PATTERN_WORDS = {
 AttributeValue = str | int | bool
 
 
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    # Checked for every event: compiled once, not looked up in `re`'s cache each time.
+    return re.compile(pattern)
+
+
 def _is_of(value: Any, kind: AttributeType) -> bool:
     # bool is an int in Python: check it first so `level: true` is not an integer.
-    python = kind.python
+    python = _PYTHON_TYPES[kind]
     return isinstance(value, bool) == (python is bool) and isinstance(value, python)
 
 
@@ -165,9 +178,9 @@ class EventTypeDef:
             if rule.enum is not None and value not in rule.enum:
                 options = ", ".join(repr(v) for v in sorted(rule.enum, key=str))
                 return name, f"must be one of {options}"
-            if rule.type == AttributeType.STRING and not str(value):
+            if rule.type is AttributeType.STRING and not str(value):
                 return name, "must not be empty"
-            if rule.pattern is not None and not re.fullmatch(rule.pattern, str(value)):
+            if rule.pattern is not None and not _compiled(rule.pattern).fullmatch(str(value)):
                 return name, _PATTERN_WORDS.get(rule.pattern, f"must match {rule.pattern}")
         if self.amount:
             if self.amount_required and amount_vnd is None:
@@ -200,6 +213,11 @@ class Indicator:
     status: AttributeValue | None = None
     service_attribute: str | None = None  # online_services_share
     version: int = 1
+    # The registry version from which this indicator has counted what it counts now: set when
+    # it is defined or its definition changes (a change of names alone keeps it). A generation
+    # whose counting started from a registry at least this new holds its exact values
+    # (`indicator_status`).
+    since: int = 1
 
     def definition(self) -> dict[str, Any]:
         """The kind's own fields, as the contract words them."""
@@ -366,7 +384,10 @@ class Registry:
         return {
             "version": self.version,
             "event_types": [t.to_json() for t in self.event_types.values()],
-            "indicators": [{**i.to_json(), "version": i.version} for i in self.indicators.values()],
+            "indicators": [
+                {**i.to_json(), "version": i.version, "since": i.since}
+                for i in self.indicators.values()
+            ],
         }
 
     # -- changing (each change is a new registry, validated as a whole) -----------------------
@@ -394,7 +415,10 @@ class Registry:
                 for t in body["event_types"]
             }
             indicators = {
-                i["id"]: indicator_from_json(i["id"], i, int(i.get("version", 1)))
+                i["id"]: replace(
+                    indicator_from_json(i["id"], i, int(i.get("version", 1))),
+                    since=int(i.get("since", 1)),
+                )
                 for i in body["indicators"]
             }
             version = int(body.get("version", 1))
@@ -402,9 +426,82 @@ class Registry:
             raise RegistryError(f"malformed registry: {exc!r}") from exc
         return cls(types, indicators, version)
 
+    def with_indicator(self, indicator: Indicator) -> Registry:
+        """This registry with `indicator` added or changed (validated as a whole, so an unknown
+        type, attribute or indicator, a rate of a rate, a cycle or a sum over a non-integer
+        raises `RegistryError` naming it). Its `version` moves with every change; its `since`
+        only when what it counts does (names alone do not need the log counted again)."""
+        if indicator.kind == IndicatorKind.ONLINE_SERVICES_SHARE:
+            raise RegistryError(
+                f"indicator {indicator.id!r}: {indicator.kind.value} is a built-in kind, "
+                "not one an indicator can be defined as"
+            )
+        version = self.version + 1
+        before = self.indicators.get(indicator.id)
+        if before is None:
+            indicator = replace(indicator, version=1, since=version)
+        elif before.kind == IndicatorKind.ONLINE_SERVICES_SHARE:
+            raise RegistryError(f"indicator {indicator.id!r} is built in; it cannot be changed")
+        else:
+            same = before.definition() == indicator.definition()
+            indicator = replace(
+                indicator, version=before.version + 1, since=before.since if same else version
+            )
+        return Registry(self.event_types, {**self.indicators, indicator.id: indicator}, version)
+
+    def without_indicator(self, indicator_id: str) -> Registry:
+        """This registry without `indicator_id`; `IndicatorInUse` names a rate built on it."""
+        if indicator_id not in self.indicators:
+            raise KeyError(indicator_id)
+        users = [
+            i.id for i in self.indicators.values() if indicator_id in (*i.numerator, *i.denominator)
+        ]
+        if users:
+            raise IndicatorInUse(
+                f"indicator {indicator_id!r} is part of the rate {', '.join(map(repr, users))}"
+            )
+        indicators = {k: v for k, v in self.indicators.items() if k != indicator_id}
+        return Registry(self.event_types, indicators, self.version + 1)
+
+    def status(self, indicator_id: str, counted_from: int) -> str:
+        """`ready` or `backfilling`, for a generation counted with registries from version
+        `counted_from` on (see `indicator_status`)."""
+        return indicator_status(self, indicator_id, counted_from)
+
 
 class IncompatibleChange(RegistryError):
     """A change that would refuse events accepted before."""
+
+
+class IndicatorInUse(RegistryError):
+    """An indicator something else is built on (a rate, a campaign's target, a report)."""
+
+
+READY = "ready"
+BACKFILLING = "backfilling"
+
+
+def indicator_status(registry: Registry, indicator_id: str, counted_from: int) -> str:
+    """Whether the served generation holds an indicator's exact values.
+
+    Every batch of a generation is counted with a registry at least as new as the one its
+    replay started from (`counted_from`: the aggregator redoes a batch whose registry is older
+    than the stored one, and registries only move forward). An indicator whose definition has
+    not changed since `counted_from` (`since` at most it) was counted the same way by every one
+    of them, so its values are exact; one defined or changed later is `backfilling` until a
+    replay from a newer registry is served. A rate is read from its parts: it is as ready as
+    they are, whenever it was defined."""
+    indicator = registry.indicators[indicator_id]
+    if indicator.kind == IndicatorKind.RATE:
+        parts = (*indicator.numerator, *indicator.denominator)
+        ready = all(registry.indicators[part].since <= counted_from for part in parts)
+        return READY if ready else BACKFILLING
+    return READY if indicator.since <= counted_from else BACKFILLING
+
+
+def needs_backfill(registry: Registry, counted_from: int) -> bool:
+    """Whether any indicator of `registry` waits for a replay of the log."""
+    return any(i.since > counted_from for i in registry.indicators.values())
 
 
 def contributions(event: Event, registry: Registry) -> Increments:
@@ -526,7 +623,7 @@ _DEFINITION_FIELDS = {
     IndicatorKind.STATE: {"event_type", "status_attribute", "status"},
     IndicatorKind.ONLINE_SERVICES_SHARE: {"event_type", "where", "service_attribute"},
 }
-_COMMON_FIELDS = {"id", "kind", "name_vi", "name_en", "unit", "version", "status_of"}
+_COMMON_FIELDS = {"id", "kind", "name_vi", "name_en", "unit", "version", "since", "status_of"}
 
 
 def indicator_from_json(name: str, body: Mapping[str, Any], version: int = 1) -> Indicator:

@@ -7,10 +7,7 @@ total must equal an independent recount of what was acknowledged, and no service
 have grown beyond the stated bound between the end of the warm-up and the end of the soak
 (ingest and the API run through it all; the aggregator is measured since its last restart).
 
-CHAOS_SECONDS (600), CHAOS_RATE (events/s, 200) and CHAOS_FAULT_EVERY_S (45) tune it. The
-rate is bounded by the local broker, not by our code: tansu lists every stored batch of a
-partition on each fetch, so its fetches slow down as a long soak piles up batches (at 500/s in
-batches of 250 the aggregator fell minutes behind after ten minutes; INFRA).
+CHAOS_SECONDS (600), CHAOS_RATE (events/s, 200) and CHAOS_FAULT_EVERY_S (45) tune it.
 """
 
 from __future__ import annotations
@@ -76,9 +73,9 @@ def test_soak_with_faults_then_calm(line: Pipeline) -> None:
             assert line.stop("aggregator") == 0
             line.start("aggregator")
         elif fault == "broker restart":
-            stack.kill(stack.process("tansu"))
+            stack.kill(stack.process("kafka"))
             time.sleep(2)
-            stack.start_tansu()
+            stack.start_kafka()
         else:
             stack.kill(stack.process("secantusd"))
             time.sleep(2)

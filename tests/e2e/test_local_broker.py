@@ -1,8 +1,6 @@
-"""The local broker must be as safe as Apache Kafka where our totals depend on it: records
-acknowledged to several producers writing the same partitions at once are all in the log,
-each at its own offset. (With localbucket's own handler, tansu's compare-and-swap of a
-partition's watermark was not atomic, and a GET could pair the old watermark with the new
-ETag; either way acknowledged records vanished: deploy/local/s3store.)
+"""The local broker (Apache Kafka, deploy/local/stack.py) where our totals depend on it:
+records acknowledged to several producers writing the same partitions at once are all in the
+log, each at its own offset; and the log's end is where ListOffsets says it is.
 """
 
 from __future__ import annotations
@@ -42,11 +40,10 @@ async def _produce(bootstrap: str, topic: str, name: str, count: int, acked: set
 async def _read_all(bootstrap: str, topic: str) -> list[tuple[int, int, str]]:
     """Every record of the topic, read to the end of each partition's log.
 
-    Called after production has finished, so the high watermark a fetch response carries is
-    the log's end, whichever fetch it came with. A quiet spell is no end: a reader that stops
-    after some empty fetches would report records it has not read yet as lost, and nothing
-    bounds how long a loaded machine keeps fetches empty. tansu's ListOffsets answers offsets
-    far behind the end, so `end_offsets()` cannot say where the end is either.
+    Called after production has finished, so the end ListOffsets answers is the log's end.
+    A quiet spell is no end: a reader that stops after some empty fetches would report
+    records it has not read yet as lost, and nothing bounds how long a loaded machine keeps
+    fetches empty.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
@@ -56,26 +53,26 @@ async def _read_all(bootstrap: str, topic: str) -> list[tuple[int, int, str]]:
     try:
         unread = {TopicPartition(topic, partition) for partition in range(PARTITIONS)}
         consumer.assign(list(unread))
+        ends = await consumer.end_offsets(list(unread))
         deadline = asyncio.get_running_loop().time() + READ_DEADLINE_S
         while unread:
             if asyncio.get_running_loop().time() > deadline:
-                ends = {
-                    tp.partition: (await consumer.position(tp), consumer.highwater(tp))
-                    for tp in sorted(unread)
-                }
+                left = {tp.partition: (await consumer.position(tp), ends[tp]) for tp in unread}
                 raise AssertionError(
                     f"log not read to its end in {READ_DEADLINE_S} s: "
-                    f"partition: (position, high watermark) {ends}"
+                    f"partition: (position, end offset) {left}"
                 )
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
                 found.extend((tp.partition, r.offset, (r.value or b"").decode()) for r in records)
             for tp in list(unread):
-                end = consumer.highwater(tp)  # None until a fetch of the partition has answered
                 # The position, not the last offset read + 1: it also steps over batches with
-                # no records for us (control batches), which the high watermark counts.
-                if end is not None and await consumer.position(tp) >= end:
+                # no records for us (control batches), which the end offset counts.
+                if await consumer.position(tp) >= ends[tp]:
                     unread.discard(tp)
+                elif consumer.highwater(tp) is not None:
+                    # A fetch's high watermark is the same end, seen another way.
+                    assert consumer.highwater(tp) == ends[tp], (tp, consumer.highwater(tp))
     finally:
         await consumer.stop()
     return found

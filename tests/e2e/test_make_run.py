@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -55,12 +56,20 @@ def _start(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     raise AssertionError(f"make run did not come up:\n{output}")
 
 
+def _posted(url: str, event: dict[str, Any], headers: dict[str, str]) -> int | str:
+    """The status of one post, or what failed instead (the servers may be down)."""
+    try:
+        return httpx.post(url, json=event, headers=headers, timeout=10).status_code
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
 def test_make_run_starts_everything_restarts_a_dead_service_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
     ports = {
         name: free_port()
-        for name in ("KAFKA", "MONGODB", "LOCAL_S3", "INGEST", "API", "AGGREGATOR")
+        for name in ("KAFKA", "KAFKA_CONTROLLER", "MONGODB", "INGEST", "API", "AGGREGATOR")
     }
     env = {f"{name}_PORT": str(port) for name, port in ports.items()}
     env.update(
@@ -132,6 +141,25 @@ def test_make_run_starts_everything_restarts_a_dead_service_and_stops_cleanly(
             assert time.monotonic() < deadline, "the restarted aggregator did not count"
             time.sleep(0.1)
 
+        # A broker or database that dies comes back by itself too, and ingest recovers.
+        servers = (("kafka.Kafka", "broker"), ("secantusd", "database"))
+        for counted, (marker, what) in enumerate(servers, start=1):
+            dead = _pids_with(marker, f"KAFKA_PORT={ports['KAFKA']}")
+            assert len(dead) == 1, (what, dead)
+            os.kill(dead[0], signal.SIGKILL)
+            survivor = make_event("cccd.issued", "bu-dang-minh-hung", at("2024-04-23"))
+            deadline = time.monotonic() + 120
+            while _posted(ingest, survivor, headers) != 202:
+                assert time.monotonic() < deadline, f"ingest did not recover from the {what}"
+                time.sleep(0.5)
+            day = {**params, "period": "day:2024-04-23"}
+            while (
+                httpx.get(totals, params=day, headers=headers, timeout=10).json()["value"]
+                != counted
+            ):
+                assert time.monotonic() < deadline, f"not counted after the {what} came back"
+                time.sleep(0.2)
+
         # A port in use is named, and nothing is left running by the failed attempt.
         blocked = subprocess.run(
             [sys.executable, "-m", "deploy.local.run"],
@@ -143,12 +171,15 @@ def test_make_run_starts_everything_restarts_a_dead_service_and_stops_cleanly(
         )
         blocked_output = blocked.stdout + blocked.stderr
         assert blocked.returncode != 0
-        assert f"port {ports['LOCAL_S3']} (LOCAL_S3_PORT) is already in use" in blocked_output
+        assert f"port {ports['KAFKA']} (KAFKA_PORT) is already in use" in blocked_output
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest
     assert "stopped." in rest
+    for name in ("kafka", "secantusd"):
+        assert f"{name} exited with -9; restarting in 1 s (log: {tmp_path / 'logs'}" in rest
+        assert f"{name} restarted" in rest
     for port in ports.values():
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
@@ -172,3 +203,47 @@ def test_make_run_starts_everything_restarts_a_dead_service_and_stops_cleanly(
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest
+
+
+def test_make_run_stops_when_the_broker_cannot_be_restarted(tmp_path: Path) -> None:
+    """A broker that does not come back (here its port is taken while it is down) stops the
+    run with a message naming its log, instead of leaving the services on a dead stack."""
+    ports = {
+        name: free_port()
+        for name in ("KAFKA", "KAFKA_CONTROLLER", "MONGODB", "INGEST", "API", "AGGREGATOR")
+    }
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "MONGODB_URI")},
+        **{f"{name}_PORT": str(port) for name, port in ports.items()},
+        "DATA_DIR": str(tmp_path / "data"),
+        "LOG_DIR": str(tmp_path / "logs"),
+        "ADMIN_TOKEN": "test-admin-token-for-make-run",
+    }
+    process, _ = _start(env)
+    try:
+        (broker,) = _pids_with("kafka.Kafka", f"KAFKA_PORT={ports['KAFKA']}")
+        with socket.socket() as squatter:
+            # Listening (past the dead broker's connections in TIME_WAIT), never answering.
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            os.kill(broker, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    squatter.bind(("127.0.0.1", ports["KAFKA"]))
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the broker's port stayed taken"
+                    time.sleep(0.05)
+            squatter.listen()
+            rest, _ = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:  # the test failed first: stop the run and what it started
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=120)
+    assert process.returncode == 1, rest
+    log = tmp_path / "logs" / "kafka.log"
+    assert f"make run: the broker (kafka) did not restart in 3 tries (log: {log})" in rest
+    assert "stopped." not in rest
+    for port in ports.values():
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"

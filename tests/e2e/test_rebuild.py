@@ -163,9 +163,7 @@ def test_rebuild_through_log_end_counts_the_whole_log_with_the_aggregator_stoppe
 ) -> None:
     """With no aggregator the served totals reflect nothing, so a plain rebuild may switch
     after its first batch; `--through-log-end` must first replay everything the log held when
-    it started. (The local broker's ListOffsets answers with offsets far behind the end: a
-    rebuild that trusted it switched early.) A pipeline of its own: the log must hold only
-    these events."""
+    it started. A pipeline of its own: the log must hold only these events."""
     with running_pipeline(infra) as line:
         line.stop("aggregator")
         events = realistic_events(3_000, 31, span_days=30)

@@ -253,6 +253,18 @@ ENDPOINTS = [
         ),
     ),
     Endpoint(
+        "PUT",
+        "/v1/indicators/{indicator_id}",
+        "admin",
+        lambda column: (f"/v1/indicators/matrix.made.{column}", {"json": MATRIX_RATE}),
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/indicators/{indicator_id}",
+        "admin",
+        lambda column: (f"/v1/indicators/matrix.doomed.{column}", {}),
+    ),
+    Endpoint(
         "POST",
         "/v1/events",
         "events",
@@ -262,6 +274,16 @@ ENDPOINTS = [
         ),
     ),
 ]
+
+# A rate over ready indicators: defined without a replay of the log.
+MATRIX_RATE = {
+    "kind": "rate",
+    "numerator": ["cccd.issued"],
+    "denominator": ["eid.activated"],
+    "name_vi": "Thử",
+    "name_en": "Matrix",
+    "unit": "%",
+}
 
 DENIED_COLUMNS = [
     "no_token",
@@ -337,6 +359,7 @@ def snapshot(line: Pipeline) -> dict[str, Any]:
         "targets": admin(line, "GET", "/v1/campaigns/matrix-campaign/targets").json(),
         "services": admin(line, "GET", f"/v1/units/{COMMUNE}/services").json(),
         "audit": admin(line, "GET", "/v1/audit", params={"limit": 1000}).json(),
+        "indicators": admin(line, "GET", "/v1/indicators").json(),
     }
 
 
@@ -370,6 +393,8 @@ def test_authorisation_matrix(line: Pipeline) -> None:
         assert admin(line, "POST", "/v1/units", json=victim).status_code == 201
         doomed = {"name": f"matrix-doomed-{column}", "role": "viewer", "scope": []}
         assert admin(line, "POST", "/v1/tokens", json=doomed).status_code == 201
+        doomed_indicator = f"/v1/indicators/matrix.doomed.{column}"
+        assert admin(line, "PUT", doomed_indicator, json=MATRIX_RATE).status_code == 201
     headers = headers_of(line)
     before = snapshot(line)
     answers: dict[tuple[str, str], int] = {}

@@ -388,8 +388,10 @@ class StorageUse:
 
 
 def storage_use(
-    mongodb_uri: str, database: str, topic_dir: Path, events: int, names: list[str]
+    mongodb_uri: str, database: str, partition_dirs: list[Path], events: int, names: list[str]
 ) -> StorageUse:
+    """The collections' BSON and index bytes, and the topic's log segments (`*.log` in its
+    partitions' folders: the index files beside them are preallocated, not used)."""
     db = MongoClient(mongodb_uri)[database]
     collections = {}
     for name in names:
@@ -399,5 +401,6 @@ def storage_use(
             "index": int(stats["totalIndexSize"]),
             "count": int(stats["count"]),
         }
-    log_bytes = sum(path.stat().st_size for path in topic_dir.rglob("*") if path.is_file())
+    assert partition_dirs, "no partition folder of the topic"
+    log_bytes = sum(path.stat().st_size for d in partition_dirs for path in d.glob("*.log"))
     return StorageUse(events, collections, log_bytes)

@@ -142,9 +142,9 @@ def test_broker_restarted_mid_stream(line: Pipeline) -> None:
     def restart_broker(background: BackgroundDelivery) -> None:
         background.wait_for(EVENTS * 3 // 10)
         stack = line.stack
-        stack.kill(stack.process("tansu"))
+        stack.kill(stack.process("kafka"))
         time.sleep(5)  # longer than ingest waits for the broker
-        stack.start_tansu()
+        stack.start_kafka()
         statuses.update(background.join().statuses)
 
     run_scenario(line, "broker kill -9 and restart", restart_broker, seed=3)
@@ -226,7 +226,7 @@ def test_every_event_posted_two_or_three_times_concurrently(line: Pipeline) -> N
     use = storage_use(
         line.stack.mongodb_uri,
         line.env["MONGODB_DB"],
-        line.stack.data_dir / "tansu/clusters/tansu_cluster/topics" / line.env["EVENTS_TOPIC"],
+        line.stack.kafka_partition_dirs(line.env["EVENTS_TOPIC"]),
         EVENTS,
         ["accepted", "ledger", "totals", "offsets"],
     )
@@ -300,8 +300,7 @@ def test_poison_written_straight_to_the_topic_between_good_events(line: Pipeline
     def inject_poison(background: BackgroundDelivery) -> None:
         async def write() -> None:
             # A burst of poison every quarter second, each burst sent as one produce per
-            # partition: tansu lists every stored batch of a partition on each fetch, so
-            # thousands of one-record batches would slow its fetches to seconds (INFRA).
+            # partition.
             producer = AIOKafkaProducer(
                 bootstrap_servers=line.stack.kafka_bootstrap, acks="all", linger_ms=20
             )

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from deploy.compose import files, healthcheck, image
+from deploy.local.stack import CLUSTER_DURABILITY, KafkaNode, kafka_properties, kafka_version
 from shared.settings import Settings
 
 REPO = files.REPO
@@ -189,6 +190,60 @@ def test_every_variable_a_service_gets_is_read_and_the_needed_ones_are_set(which
         assert env.get("ADMIN_TOKEN") or env.get("ADMIN_TOKEN_FILE"), f"{name}: no admin token"
         # The values are valid settings (types, ranges, the security combinations).
         settings_from(env)
+
+
+@pytest.mark.parametrize("which", COMPOSE)
+def test_the_compose_brokers_run_the_kafka_version_the_local_broker_runs(which: str) -> None:
+    """What `make run` and the tests run (deploy/local/kafka/pom.xml) is what ships."""
+    images = {
+        name: str(s["image"])
+        for name, s in services(which).items()
+        if str(s.get("image", "")).startswith("apache/kafka:")
+    }
+    assert images
+    assert set(images.values()) == {f"apache/kafka:{kafka_version()}"}, images
+
+
+def broker_properties(service: dict[str, Any]) -> dict[str, str]:
+    """The server properties the apache/kafka image makes of a service's KAFKA_* variables
+    (KAFKA_MIN_INSYNC_REPLICAS is min.insync.replicas)."""
+    env = service.get("environment") or {}
+    return {
+        key[len("KAFKA_") :].lower().replace("_", "."): str(value)
+        for key, value in env.items()
+        if key.startswith("KAFKA_") and key not in ("KAFKA_HEAP_OPTS", "KAFKA_NODE_ID")
+    }
+
+
+def test_production_brokers_have_the_three_node_tests_kraft_settings(tmp_path: Path) -> None:
+    """The cluster the fault suite kills a node of (tests/faults/test_cluster.py) is the
+    production topology: the same roles, listeners' names, quorum size and durability."""
+    nodes = tuple(KafkaNode(n, 9092, 9093) for n in (1, 2, 3))
+    local = dict(
+        line.split("=", 1) for line in kafka_properties(9092, 9093, tmp_path, 1, nodes).splitlines()
+    )
+    brokers = {
+        name: broker_properties(s)
+        for name, s in services("production").items()
+        if str(s.get("image", "")).startswith("apache/kafka:")
+    }
+    assert len(brokers) == len(nodes)
+    compared = [
+        "process.roles",
+        "controller.listener.names",
+        "inter.broker.listener.name",
+        "listener.security.protocol.map",
+        "auto.create.topics.enable",
+        *CLUSTER_DURABILITY,
+    ]
+    for name, production in brokers.items():
+        assert {key: production.get(key) for key in compared} == {
+            key: local[key] for key in compared
+        }, name
+        voters = production["controller.quorum.voters"].split(",")
+        assert [v.split("@")[0] for v in voters] == [
+            v.split("@")[0] for v in local["controller.quorum.voters"].split(",")
+        ], name
 
 
 @pytest.mark.parametrize("which", COMPOSE)

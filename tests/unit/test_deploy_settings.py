@@ -141,6 +141,13 @@ def test_faststream_gets_the_same_options(protocol: str, mechanism: str | None) 
     assert type(built["ssl_context"]) is type(context)
 
 
+def test_the_publishers_producer_waits_for_every_replica_and_is_idempotent() -> None:
+    """A batch resent after a lost acknowledgement is not written twice, nor out of order."""
+    broker = make_broker(settings(), client_id="t")
+    producer = broker._connection_kwargs  # what FastStream builds its AIOKafkaProducer from
+    assert producer["acks"] == "all" and producer["enable_idempotence"] is True
+
+
 async def test_aiokafka_clients_take_the_options_as_they_are() -> None:
     options = kafka_client_options(
         settings(

@@ -207,7 +207,7 @@ COMPARE_SAME_VALUE = textwrap.dedent(
         return repr(result)
 
     pairs = []
-    for _ in range(30000):
+    for _ in range(10000):
         a = value()
         pairs.append((a, like(a)))
 
@@ -221,7 +221,7 @@ COMPARE_SAME_VALUE = textwrap.dedent(
         return doc
 
     updates = []
-    for _ in range(3000):
+    for _ in range(1200):
         pre = month()
         post = copy.deepcopy(pre)
         update = {"$inc": {}}
@@ -258,7 +258,7 @@ COMPARE_SAME_VALUE = textwrap.dedent(
 def test_fast_same_stored_value_answers_as_secantus_does() -> None:
     same, different, increments = counts_printed_by(COMPARE_SAME_VALUE, timeout_s=300)
     # Both answers, many times each, and many updated leaves in month documents.
-    assert same > 5000 and different > 5000 and increments > 10000
+    assert same > 3000 and different > 4000 and increments > 8000
 
 
 COMPARE_RETRYABLE_RECORDS = textwrap.dedent(
@@ -407,7 +407,7 @@ COMPARE_INCREMENTS = textwrap.dedent(
             return ("error", type(error).__name__, str(error), getattr(error, "code", None))
 
     fast_applied = fast_described = errors = other = 0
-    for case in range(30000):
+    for case in range(8000):
         doc, spec = month_document(), update()
         options = {}
         if rng.random() < 0.05:
@@ -450,7 +450,7 @@ def test_fast_increments_answer_as_secantus_does() -> None:
     )
     # The fast paths took many updates, and many went to the original: errors raised by it,
     # and updates outside what the fast paths take.
-    assert fast_applied > 3000 and fast_described > 5000 and errors > 3000 and other > 1000
+    assert fast_applied > 800 and fast_described > 1200 and errors > 3000 and other > 800
 
 
 COMPARE_OPLOG_PRUNING = textwrap.dedent(
@@ -502,7 +502,7 @@ COMPARE_OPLOG_PRUNING = textwrap.dedent(
         return [{"op": "i", "ns": "db.c", "o": {"_id": rng.randrange(10**6)}} for _ in range(n)]
 
     pruned = kept_in_flight = imported = 0
-    for history in range(25):
+    for history in range(8):
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
             original, fast = open_store(a, False), open_store(b, True)
             stores = (original, fast)
@@ -559,7 +559,7 @@ def test_oplog_pruning_from_the_floor_drops_what_secantus_drops() -> None:
     pruned, committed_late, imported = counts_printed_by(COMPARE_OPLOG_PRUNING, timeout_s=300)
     # Many entries were pruned, many writes committed after prunes that ran while they were
     # in flight, and rows were written back below the floor.
-    assert pruned > 500 and committed_late > 300 and imported > 50
+    assert pruned > 500 and committed_late > 120 and imported > 50
 
 
 COMPARE_IN_LOOKUP = textwrap.dedent(
@@ -695,7 +695,7 @@ COMPARE_IN_LOOKUP = textwrap.dedent(
             for name, key, options in indexes:
                 store.create_index(db, coll, name, key, options)
         next_id = 0
-        for _ in range(40):
+        for _ in range(12):
             for (db, coll) in specs:
                 docs = [document(next_id + i, db, coll) for i in range(rng.randint(0, 60))]
                 next_id += len(docs)
@@ -773,8 +773,8 @@ def test_indexed_in_lookup_answers_as_secantus_does() -> None:
     )
     # Many `$in` lists went through the walk, most of them finding entries; many lookups went
     # to the original (other shapes, compound indexes, errors); whole queries were compared.
-    assert fast > 1000 and with_entries > 500 and fell_back > 300 and finds > 300
-    assert seeks > 1000
+    assert fast > 300 and with_entries > 200 and fell_back > 100 and finds > 100
+    assert seeks > 800
 
 
 COMPARE_DROPS = textwrap.dedent(
@@ -817,7 +817,7 @@ COMPARE_DROPS = textwrap.dedent(
             docs = [{"_id": f"{coll}-{n}", "m": local.randrange(50),
                      "ids": [f"e{n}-{k}" for k in range(local.randrange(4))],
                      **({"u": n} if local.random() < 0.5 else {})}
-                    for n in range(local.randrange(200, 1500))]
+                    for n in range(local.randrange(60, 400))]
             store.insert(db, coll, docs, ordered=False)
 
     deleted_at_once = []
@@ -836,7 +836,7 @@ COMPARE_DROPS = textwrap.dedent(
 
     secantusd.DROP_CHUNK = 7
     compared = 0
-    for round_ in range(6):
+    for round_ in range(3):
         with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
             stores = [Storage(d, ttl_sweep_seconds=0, durable=False) for d in (one, two)]
             seed = rng.randrange(10**9)
@@ -890,4 +890,4 @@ COMPARE_DROPS = textwrap.dedent(
 def test_drops_delete_what_secantus_deletes_a_chunk_at_a_time() -> None:
     compared, chunks, largest = counts_printed_by(COMPARE_DROPS, timeout_s=300)
     # Every drop compared; each was deleted in many chunks, none above the bound of 7 keys.
-    assert compared == 30 and chunks > 1000 and largest == 7
+    assert compared == 15 and chunks > 1000 and largest == 7
