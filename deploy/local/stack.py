@@ -1,9 +1,10 @@
 """Starting the local stack on this machine: broker, database and the three services.
 
 Used by `make run` and by the tests, so both run the same processes the same way. No Docker
-here (see the README): the broker is Apache Kafka (KRaft, one combined broker and controller),
-run by the JDK from the jars `make install` fetched with Maven (deploy/local/kafka/pom.xml);
-the MongoDB protocol comes from SecantusDB in its own virtual environment.
+here (see docs/getting-started.md): the broker is Apache Kafka (KRaft, one combined broker and
+controller), run by the JDK from the jars `make install` fetched with Maven
+(deploy/local/kafka/pom.xml); the MongoDB protocol comes from SecantusDB in its own virtual
+environment.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ KAFKA_POM = REPO / "deploy" / "local" / "kafka" / "pom.xml"
 KAFKA_LOG4J = REPO / "deploy" / "local" / "kafka" / "log4j.properties"
 KAFKA_LIB = LOCAL / "kafka" / "lib"
 # The broker's JVM: a small heap and the serial collector (two cores shared with the services
-# and the database; measured in the README). KAFKA_HEAP_OPTS replaces the heap, as it does for
-# Kafka's own scripts.
+# and the database; measured in docs/getting-started.md). KAFKA_HEAP_OPTS replaces the heap, as
+# it does for Kafka's own scripts.
 KAFKA_HEAP_OPTS = "-Xms64m -Xmx512m"
 KAFKA_JVM_OPTS = ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Djava.awt.headless=true"]
 

@@ -111,8 +111,8 @@ def test_production_refuses_to_start_without_its_secrets() -> None:
     assert {"ADMIN_TOKEN", "MONGO_APP_PASSWORD", "MONGO_ROOT_PASSWORD"} <= required
     with pytest.raises(files.MissingVariable):
         files.load(files.PRODUCTION, {})
-    # Every variable is in the example `.env` the README tells the operator to copy, and the
-    # example names nothing the file does not use.
+    # Every variable is in the example `.env` that docs/operations/deployment.md tells the
+    # operator to copy, and the example names nothing the file does not use.
     assert set(variables) == set(files.read_env_file())
     # The laptop file starts with nothing set.
     assert not {op for op in files.variables(files.DEVELOPMENT).values() if op in (":?", "?")}
