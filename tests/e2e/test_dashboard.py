@@ -43,23 +43,30 @@ def vi_pct(p: float) -> str:
     return f"{p:.2f}".replace(".", ",") + "%"
 
 
+def put_campaign(
+    line: Pipeline,
+    campaign: str,
+    name: str,
+    days: tuple[str, str],
+    targets: list[tuple[str, str, float]],
+) -> None:
+    admin = line.headers()
+    body = {"name": name, "starts": days[0], "ends": days[1]}
+    response = httpx.put(line.url("api", f"/v1/campaigns/{campaign}"), json=body, headers=admin)
+    assert response.status_code in (200, 201), response.text
+    response = httpx.put(
+        line.url("api", f"/v1/campaigns/{campaign}/targets"),
+        json=[{"unit_id": u, "metric": m, "target": t} for u, m, t in targets],
+        headers=admin,
+    )
+    assert response.status_code == 200, response.text
+
+
 @pytest.fixture(scope="module")
 def stack(own_pipeline: Pipeline) -> Pipeline:
     """A fresh pipeline with a campaign, targets and April 2024 events of several kinds."""
     line = own_pipeline
-    admin = line.headers()
-    response = httpx.put(
-        line.url("api", f"/v1/campaigns/{CAMPAIGN}"),
-        json={"name": "Kiểm thử 4 phủ", "starts": "2024-04-04", "ends": "2024-07-03"},
-        headers=admin,
-    )
-    assert response.status_code in (200, 201), response.text
-    response = httpx.put(
-        line.url("api", f"/v1/campaigns/{CAMPAIGN}/targets"),
-        json=[{"unit_id": u, "metric": m, "target": t} for u, m, t in TARGETS],
-        headers=admin,
-    )
-    assert response.status_code == 200, response.text
+    put_campaign(line, CAMPAIGN, "Kiểm thử 4 phủ", ("2024-04-04", "2024-07-03"), TARGETS)
     events: list[dict[str, Any]] = []
     for unit_id, count in EID_EVENTS.items():
         events += [
@@ -365,21 +372,11 @@ def test_an_indicator_defined_at_run_time_is_chosen_with_its_names(
         assert time.monotonic() < deadline, statuses
         time.sleep(0.5)
     campaign = "dashboard-registry-2024"
-    response = httpx.put(
-        stack.url("api", f"/v1/campaigns/{campaign}"),
-        json={"name": "Chỉ tiêu mới", "starts": "2024-04-01", "ends": "2024-06-30"},
-        headers=admin,
-    )
-    assert response.status_code in (200, 201), response.text
-    response = httpx.put(
-        stack.url("api", f"/v1/campaigns/{campaign}/targets"),
-        json=[
-            {"unit_id": "binh-phuoc", "metric": "cccd.issued.dashboard", "target": 50},
-            {"unit_id": "binh-phuoc", "metric": "cccd.issued.dashboard_rate", "target": 0.1},
-        ],
-        headers=admin,
-    )
-    assert response.status_code == 200, response.text
+    targets = [
+        ("binh-phuoc", "cccd.issued.dashboard", 50),
+        ("binh-phuoc", "cccd.issued.dashboard_rate", 0.1),
+    ]
+    put_campaign(stack, campaign, "Chỉ tiêu mới", ("2024-04-01", "2024-06-30"), targets)
 
     page = browser.new_context(locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh").new_page()
     page.set_default_timeout(15_000)
