@@ -24,6 +24,7 @@ from shared.domain.campaigns import (
     count_progress,
     rate_progress,
 )
+from shared.domain.certification import states_on
 from shared.domain.metrics import Metric, MetricKind, current_metrics
 from shared.domain.periods import EARLIEST_DAY, Period
 from shared.domain.registry import BACKFILLING, IndicatorKind, current_registry
@@ -479,8 +480,8 @@ class Views:
     async def software_usage_report(self, first: date, last: date) -> dict[str, Any]:
         """Per department and district: Ecabinet meetings in [first, last] and up to `last`,
         the signed and online shares of the documents issued in [first, last], and the staff's
-        e-mail share by their latest status up to `last`. A unit with none of these has no
-        row."""
+        e-mail share as they stood on `last` (each at their latest status dated on or before
+        it). A unit with none of these has no row."""
         await self._reported_ready("software-usage")
         tree = self._catalog.tree
         units = report_order(tree, "software-usage", (UnitLevel.DEPARTMENT, UnitLevel.DISTRICT))
@@ -488,7 +489,28 @@ class Views:
         as_of = await self.as_of()  # before the totals: see as_of()
         in_range = await self._store.range_totals(ids, first, last)
         up_to = await self._store.range_totals(ids, EARLIEST_DAY, last)
-        rows = [software_usage_row(u, in_range[u.id], up_to[u.id]) for u in units]
+        # The staff as they stood on `last`, not at their latest status (which may be later).
+        registry = current_registry()
+        staff = states_on(
+            [
+                record
+                for event_type in sorted(
+                    {registry.indicators[i].event_type or "" for i in STAFF_EMAIL}
+                )
+                for record in await self._store.records_of(event_type)
+            ],
+            last,
+            registry,
+            tree,
+        )
+        rows = [
+            software_usage_row(
+                u,
+                in_range[u.id],
+                {**up_to[u.id], **{i: staff.get(u.id, {}).get(i, 0) for i in STAFF_EMAIL}},
+            )
+            for u in units
+        ]
         rows = [row for row in rows if not row.empty]
         return {
             "report": "software-usage",

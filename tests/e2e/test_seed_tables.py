@@ -238,6 +238,37 @@ def test_software_usage_table_of_20_april_2024_is_reproduced_exactly(pipeline: P
     assert len(values) == 2 + len(table["rows"]) + 1
     assert values[-1][2:] == [139, 4145, 88.8, 100, 86.35]
 
+    # The staff as they stand on `to`: statuses changed after it (each staff member flipped,
+    # at the unit that owns the record) leave the table up to `to` as it was, and show in a
+    # report up to a later day.
+    voided = {e["attributes"]["voids"] for e in events if "voids" in e.get("attributes", {})}
+    statuses = [
+        e for e in events if e["type"] == "staff.email_status" and e["event_id"] not in voided
+    ]
+    latest: dict[str, dict[str, Any]] = {}
+    for e in sorted(statuses, key=lambda e: e["occurred_at"]):
+        latest[e["subject_id"]] = e
+    flipped = [
+        {
+            **e,
+            "event_id": f"{e['event_id']}-flip",
+            "occurred_at": "2024-04-25T10:00:00+07:00",
+            "attributes": {"status": "inactive"},
+        }
+        for e in list(latest.values())[:40]
+        if e["attributes"]["status"] == "active"
+    ]
+    assert flipped
+    asyncio.run(post_many(pipeline, flipped))
+    pipeline.wait_reflected(timeout_s=120)
+    again = report(pipeline, "software-usage", None, **span).json()
+    assert again["total"]["official_email"] == body["total"]["official_email"]
+    assert again["rows"] == body["rows"]
+    after = report(pipeline, "software-usage", None, **{"from": "2024-04-22", "to": "2024-04-30"})
+    email_after = after.json()["total"]["official_email"]
+    assert email_after["denominator"] == body["total"]["official_email"]["denominator"]
+    assert email_after["numerator"] == body["total"]["official_email"]["numerator"] - len(flipped)
+
     # A later range: none of the April documents, every meeting so far still in the total.
     later = report(pipeline, "software-usage", None, **{"from": "2024-04-22", "to": "2024-04-30"})
     total = later.json()["total"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from shared.adapters.tables import software_usage_table
+from shared.domain.certification import StatusEntry, SubjectState, states_on
 from shared.domain.events import Event
 from shared.domain.intake import foreign_records
 from shared.domain.ledger import Known, fold, subjects_to_look_up
@@ -265,3 +266,45 @@ def test_the_hotline_tickets_recount_to_the_seed_figures() -> None:
         "hotline.answered_by_operator": 329,
         "hotline.forwarded": 31,
     }
+
+
+def test_staff_are_counted_at_the_status_they_had_on_a_past_day() -> None:
+    """states_on: each record at its latest status dated on or before the day (local), at
+    that status's unit and every unit above; none before its first status."""
+    tree = UnitTree(
+        [
+            Unit("p", "Tỉnh", UnitLevel.PROVINCE, None),
+            Unit("d", "Huyện", UnitLevel.DISTRICT, "p"),
+            Unit("c", "Xã", UnitLevel.COMMUNE, "d"),
+        ]
+    )
+    ict = timezone(timedelta(hours=7))
+
+    def entry(day: str, hour: int, status: str, n: int) -> StatusEntry:
+        when = datetime.fromisoformat(f"{day}T{hour:02d}:00:00").replace(tzinfo=ict)
+        return StatusEntry(when, f"c/e{n}", status, "c", "staff.email_status")
+
+    records = [
+        # Active on 20/4, inactive from 25/4.
+        SubjectState(
+            "a", [entry("2024-04-01", 9, "active", 1), entry("2024-04-25", 9, "inactive", 2)]
+        ),
+        # Inactive at 23:30 local on 20/4 (16:30 UTC): that local day counts.
+        SubjectState("b", [entry("2024-04-20", 23, "inactive", 3)]),
+        # Its first status after the day: not counted on it.
+        SubjectState("c", [entry("2024-04-21", 0, "active", 4)]),
+    ]
+    registry = shipped_registry()
+    on_20 = states_on(records, date(2024, 4, 20), registry, tree)
+    assert (
+        on_20["c"]
+        == on_20["d"]
+        == on_20["p"]
+        == {
+            "staff.email.active": 1,
+            "staff.email.inactive": 1,
+        }
+    )
+    on_30 = states_on(records, date(2024, 4, 30), registry, tree)
+    assert on_30["p"] == {"staff.email.active": 1, "staff.email.inactive": 2}
+    assert states_on(records, date(2024, 3, 31), registry, tree) == {}
