@@ -7,7 +7,7 @@ VENV_FAUST := .local/venv-faust
 KAFKA_LIB := .local/kafka/lib
 PY := $(VENV)/bin/python
 
-.PHONY: run test faults chaos install browser lint bench clean prometheus-tools java-tools
+.PHONY: run test faults chaos install browser lint bench clean prometheus-tools java-tools docs
 
 # `make run PROMETHEUS=1` also starts Prometheus with the alert rules (PROMETHEUS_PORT, 9090).
 run: install
@@ -27,6 +27,11 @@ faults: install
 # tests/artifacts/chaos.json.
 chaos: install
 	@PYTHONPATH=. $(PY) -m pytest -s tests/chaos $(PYTEST_ARGS)
+
+# The documentation site (docs/, mkdocs.yml) into .local/site/, offline; open its index.html.
+docs: install
+	@NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "docs built: .local/site/index.html"
 
 lint: install
 	@$(VENV)/bin/ruff check .

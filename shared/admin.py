@@ -1,4 +1,5 @@
-"""Operator commands: `python -m shared.admin init` creates topics and indexes, loads the catalog.
+"""Operator commands: `python -m shared.admin init` creates topics and indexes, loads the catalog;
+`rebuild`, `reconcile`, `dead-letters`, `load-campaign`, `load-services`, `import FILE`.
 
 The same command initialises the local stack (`make run`) and a production deployment.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 from datetime import date
@@ -18,13 +20,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared import replay
+from shared import bulk_import, replay
 from shared.adapters.kafka import ensure_topics, kafka_client_options
 from shared.adapters.mongo import Store, connect
 from shared.adapters.registry_store import RegistryStore
 from shared.domain.campaigns import Campaign, Target, validate_target
 from shared.domain.events import SERVICE_ID_PATTERN
 from shared.domain.units import UnitTree, bundled_catalog, load_catalog
+from shared.progress import Progress
 from shared.settings import Settings, get_settings
 
 
@@ -154,7 +157,38 @@ def main() -> None:
         help="recount the log and print every (unit, metric, period) whose stored total "
         "differs, as JSON lines; exit 1 if any does",
     )
+    import_cmd = commands.add_parser(
+        "import",
+        help="post a back office's CSV, XLSX or JSON Lines file through ingest, in batches; "
+        "resumable; refused rows with their reasons in FILE.refused.csv",
+    )
+    import_cmd.add_argument("file", type=Path)
+    import_cmd.add_argument(
+        "--mapping", type=Path, help='a JSON file: {"columns": {FIELD: COLUMN}, "values": {...}}'
+    )
+    import_cmd.add_argument(
+        "--map", action="append", default=[], metavar="FIELD=COLUMN", help="a column of a field"
+    )
+    import_cmd.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="a field's fixed value"
+    )
+    import_cmd.add_argument("--sheet", help="the XLSX sheet (default: the first)")
+    import_cmd.add_argument(
+        "--ingest-url", help="ingest's base URL (default: http://127.0.0.1:INGEST_PORT)"
+    )
+    import_cmd.add_argument(
+        "--token", help="a field or admin token (default: IMPORT_TOKEN, else ADMIN_TOKEN)"
+    )
+    import_cmd.add_argument("--batch-size", type=int, default=500, help="events per request")
+    import_cmd.add_argument(
+        "--retries", type=int, default=8, help="tries of a batch on 429/503/connection errors"
+    )
+    import_cmd.add_argument(
+        "--stop-after-batches", type=int, help="stop after N batches (run again to resume)"
+    )
     args = parser.parse_args()
+    if args.command == "import":
+        sys.exit(_import_file(get_settings(), args))
     if args.command in ("rebuild", "reconcile"):
         keep_old = bool(getattr(args, "keep_old", False))
         grace_s = float(getattr(args, "grace_seconds", 0.0))
@@ -176,6 +210,43 @@ def main() -> None:
             print(f"re-driven: {count} records")
     elif args.command == "load-services":
         asyncio.run(_load_services_file(get_settings(), args.file))
+
+
+def _import_file(settings: Settings, args: argparse.Namespace) -> int:
+    """0 when every row was taken, 1 when some were refused (see the report), 3 when it
+    stopped before the end (run it again: it resumes)."""
+    token = args.token or os.environ.get("IMPORT_TOKEN") or settings.admin_token
+    if not token:
+        raise SystemExit("no token: --token, IMPORT_TOKEN or ADMIN_TOKEN")
+    if not 1 <= args.batch_size <= 1000:
+        raise SystemExit("--batch-size: 1 to 1000 (ingest takes at most 1,000 events a request)")
+    base = (args.ingest_url or f"http://127.0.0.1:{settings.ingest_port}").rstrip("/")
+    try:
+        mapping = bulk_import.ColumnMapping.load(args.mapping, args.map, args.set)
+        outcome = bulk_import.run_import(
+            args.file,
+            mapping,
+            bulk_import.http_post(f"{base}/v1/events", token),
+            batch_size=args.batch_size,
+            retries=args.retries,
+            stop_after_batches=args.stop_after_batches,
+            sheet=args.sheet,
+            progress_every_s=settings.progress_every_s,
+        )
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"import: {exc}") from exc
+    except bulk_import.ImportFailed as exc:
+        print(f"import stopped: {exc}; run it again to resume", file=sys.stderr)
+        return 3
+    report = bulk_import.report_path(args.file)
+    print(
+        f"{outcome.rows} rows: {outcome.accepted} accepted, {outcome.duplicates} already known"
+        f" (duplicates), {len(outcome.refused)} refused (reasons in {report})"
+    )
+    if outcome.stopped:
+        print(f"stopped after {outcome.batches} batches; run it again to resume", file=sys.stderr)
+        return 3
+    return 1 if outcome.refused else 0
 
 
 async def _load_services_file(settings: Settings, path: Path) -> None:
@@ -202,17 +273,26 @@ async def _recount(
 ) -> int:
     client = connect(settings.mongodb_uri, app_name=f"admin-{command}", settings=settings)
     live = Store(client, settings.mongodb_db)
+    # On stderr: reconcile's stdout is its differences, as JSON lines.
+    progress = Progress(f"{command}: replaying the log", every_s=settings.progress_every_s)
     try:
         if command == "rebuild":
-            name, stats = await replay.rebuild(
-                settings, live, keep_old=keep_old, grace_s=grace_s, through_log_end=through_log_end
-            )
+            with progress:
+                name, stats = await replay.rebuild(
+                    settings,
+                    live,
+                    keep_old=keep_old,
+                    grace_s=grace_s,
+                    through_log_end=through_log_end,
+                    progress=progress,
+                )
             print(
                 f"rebuilt {stats.records} records in {stats.batches} batches"
                 f" into generation {name!r}, now served"
             )
             return 0
-        differences, stats = await replay.reconcile(settings, live)
+        with progress:
+            differences, stats = await replay.reconcile(settings, live, progress=progress)
         for difference in differences:
             print(json.dumps(difference.to_dict(), ensure_ascii=False))
         print(

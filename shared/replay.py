@@ -35,6 +35,7 @@ from shared.adapters.mongo import Document, Store, metric_name
 from shared.adapters.registry_store import RegistryCache, RegistryStore
 from shared.aggregation import BatchApplier, DeadLetter, Prepared
 from shared.domain.ledger import RecordedIds
+from shared.progress import Progress
 from shared.settings import Settings
 
 log = logging.getLogger("replay")
@@ -95,12 +96,15 @@ async def replay(
     stop_at: Mapping[int, int] | None = None,
     on_idle: Callable[[], Awaitable[bool]] | None = None,
     through_log_end: bool = False,
+    progress: Progress | None = None,
 ) -> ReplayStats:
     """Apply the log to `target`'s generation from where it stands (its own offsets: an
     interrupted replay resumes) until every partition reaches `stop_at`, or until `on_idle`,
     called after every batch (and every empty fetch), says it is done; with
     `through_log_end`, `on_idle` is asked only once the log's end as it stood at the start is
-    reached."""
+    reached. `progress` is told the records read against the log's end: `stop_at`, else the
+    end ListOffsets reports, read again whenever the replay reaches it (it grows under live
+    ingest)."""
     # Batches of `settings.replay_batch_records`: a replay has the whole log behind it, and a
     # batch writes each unit's month document once for however many of its events it holds.
     batch_records = settings.replay_batch_records
@@ -152,6 +156,24 @@ async def replay(
         def reached_floor() -> bool:
             return all(position[p] >= floor.get(p, 0) for p in partitions)
 
+        # The end the progress is reported against: `stop_at`, else the log's end (ListOffsets,
+        # the same reading as the floor), read again once the replay has reached it.
+        log_end: dict[int, int] = dict(stop_at) if stop_at is not None else dict(floor)
+
+        async def report_progress() -> None:
+            if progress is None:
+                return
+            if stop_at is None and (
+                len(log_end) < len(partitions)
+                or any(position[p] >= log_end.get(p, 0) for p in partitions)
+            ):
+                ends = await consumer.end_offsets(assigned)
+                log_end.update({tp.partition: offset for tp, offset in ends.items()})
+            done = sum(position[p] - start[p] for p in partitions)
+            total = sum(max(log_end.get(p, 0), position[p]) - start[p] for p in partitions)
+            progress.set_total(total)
+            progress.set(done)
+
         async def next_batch() -> tuple[list[ConsumerRecord[bytes, bytes]], Prepared]:
             records = await _gather(consumer, batch_records)
             if stop_at is not None:
@@ -175,6 +197,7 @@ async def replay(
                 stats.batches += 1
                 for record in records:
                     position[record.partition] = max(position[record.partition], record.offset + 1)
+            await report_progress()
             # After every batch, not only when the log runs dry: under ingest at more than a
             # batch per gather the log never does, and a switch must still come.
             if on_idle is not None and reached_floor() and await on_idle():
@@ -306,6 +329,7 @@ async def rebuild(
     on_generation: Callable[[str], Awaitable[None]] | None = None,
     on_batch: Callable[[], Awaitable[None]] | None = None,
     guard: Callable[[AsyncClientSession], Awaitable[None]] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[str, ReplayStats]:
     """Recompute every total from the log into a new generation and switch to it; returns the
     new generation's name. The old one is dropped after `grace_s` (requests that read it just
@@ -316,7 +340,8 @@ async def rebuild(
     the log does and leave the rest to the aggregator; `through_log_end` replays at least the
     whole log as it stood at the start. `on_generation` is told the new generation's name
     before anything is written to it, `on_batch` is called after every batch (a backfill
-    keeps its lease with them), `guard` in the switch's transaction."""
+    keeps its lease with them), `guard` in the switch's transaction; `progress` is told the
+    replay's records read (`replay`)."""
     catalog_version = await live.catalog_version()
     # Before the replay loads it (it may load a newer one, never an older one).
     registry_version = max(1, await live.stored_registry_version())
@@ -335,10 +360,18 @@ async def rebuild(
 
     await new.mark_ledger_scheme()
     try:
-        stats = await replay(settings, new, on_idle=try_switch, through_log_end=through_log_end)
+        stats = await replay(
+            settings,
+            new,
+            on_idle=try_switch,
+            through_log_end=through_log_end,
+            progress=progress,
+        )
     except BaseException:
         await live.drop_generation(name)
         raise
+    if progress is not None:
+        progress.close(f"generation {name!r} now served")  # before the grace period
     log.warning("rebuilt %d records into generation %r, now served", stats.records, name)
     if not keep_old:
         await asyncio.sleep(grace_s)
@@ -346,13 +379,15 @@ async def rebuild(
     return name, stats
 
 
-async def reconcile(settings: Settings, live: Store) -> tuple[list[Difference], ReplayStats]:
+async def reconcile(
+    settings: Settings, live: Store, progress: Progress | None = None
+) -> tuple[list[Difference], ReplayStats]:
     """Every (unit, metric, day or month) whose served total differs from a recount of the
     log up to exactly the offsets that total reflects."""
     generation, applied, served_docs = await _snapshot(live, settings.events_topic)
     scratch = live.in_generation(f"check{uuid.uuid4().hex[:8]}")
     try:
-        stats = await replay(settings, scratch, stop_at=applied)
+        stats = await replay(settings, scratch, stop_at=applied, progress=progress)
         recounted_docs = [doc async for doc in scratch.totals.find({})]
     finally:
         await live.drop_generation(scratch.generation)

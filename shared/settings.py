@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Not 100,000: faster on 800,000 events, slower on 10M, where the database's cache filled
     # and its CPU went to evicting pages (bench/analysis.md, Scale).
     replay_batch_records: int = Field(default=50_000, ge=1)
+    # How often a long admin command (rebuild, reconcile, import) prints a progress line when
+    # its stderr is not a terminal (on one it draws a bar): shared/progress.py.
+    progress_every_s: float = Field(default=5.0, gt=0)
     # An aggregator silent this long is taken for dead and its open transaction aborted
     # (shared/adapters/sessions.py); a living one it was wrong about just redoes its batch.
     aggregator_stale_after_s: float = Field(default=5.0, gt=0)

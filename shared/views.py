@@ -24,15 +24,23 @@ from shared.domain.campaigns import (
     count_progress,
     rate_progress,
 )
+from shared.domain.certification import states_on
 from shared.domain.metrics import Metric, MetricKind, current_metrics
-from shared.domain.periods import Period
+from shared.domain.periods import EARLIEST_DAY, Period
 from shared.domain.registry import BACKFILLING, IndicatorKind, current_registry
 from shared.domain.reports import (
+    DOCUMENTS,
+    ECABINET_MEETINGS,
+    STAFF_EMAIL,
     OnlineServicesRow,
     PaymentsRow,
     RateCell,
+    ShareCell,
+    SoftwareUsageRow,
     payments_rows,
     payments_total,
+    software_usage_row,
+    software_usage_total,
 )
 from shared.domain.services_share import ServiceCatalogs, online_service_share
 from shared.domain.units import Unit, UnitLevel, UnitTree
@@ -53,6 +61,17 @@ REPORTED_INDICATORS: dict[str, str] = {
     "filing.processed.online": "online-services",
     PROCESSED_ONLINE: "online-services",
     SERVICES_SHARE: "online-services",
+    **dict.fromkeys(
+        (
+            ECABINET_MEETINGS,
+            *DOCUMENTS,
+            "document.signed_rate",
+            "document.online_rate",
+            *STAFF_EMAIL,
+            "staff.email_rate",
+        ),
+        "software-usage",
+    ),
 }
 
 
@@ -476,6 +495,50 @@ class Views:
             "total": _online_json(total),
         }
 
+    async def software_usage_report(self, first: date, last: date) -> dict[str, Any]:
+        """Per department and district: Ecabinet meetings in [first, last] and up to `last`,
+        the signed and online shares of the documents issued in [first, last], and the staff's
+        e-mail share as they stood on `last` (each at their latest status dated on or before
+        it). A unit with none of these has no row."""
+        await self._reported_ready("software-usage")
+        tree = self._catalog.tree
+        units = report_order(tree, "software-usage", (UnitLevel.DEPARTMENT, UnitLevel.DISTRICT))
+        ids = [u.id for u in units]
+        as_of = await self.as_of()  # before the totals: see as_of()
+        in_range = await self._store.range_totals(ids, first, last)
+        up_to = await self._store.range_totals(ids, EARLIEST_DAY, last)
+        # The staff as they stood on `last`, not at their latest status (which may be later).
+        registry = current_registry()
+        staff = states_on(
+            [
+                record
+                for event_type in sorted(
+                    {registry.indicators[i].event_type or "" for i in STAFF_EMAIL}
+                )
+                for record in await self._store.records_of(event_type)
+            ],
+            last,
+            registry,
+            tree,
+        )
+        rows = [
+            software_usage_row(
+                u,
+                in_range[u.id],
+                {**up_to[u.id], **{i: staff.get(u.id, {}).get(i, 0) for i in STAFF_EMAIL}},
+            )
+            for u in units
+        ]
+        rows = [row for row in rows if not row.empty]
+        return {
+            "report": "software-usage",
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "as_of": as_of.isoformat() if as_of else None,
+            "rows": [_usage_json(row) for row in rows],
+            "total": _usage_json(software_usage_total(rows)),
+        }
+
 
 def report_order(tree: UnitTree, report: str, levels: tuple[UnitLevel, ...]) -> list[Unit]:
     """The report's units in the province's own row order, then any others of those levels
@@ -584,4 +647,24 @@ def _online_json(row: OnlineServicesRow) -> dict[str, Any]:
         "name": row.name,
         "online_share": _rate_json(row.online_share),
         "processed_online": _rate_json(row.processed_online),
+    }
+
+
+def _share_json(cell: ShareCell) -> dict[str, Any]:
+    return {
+        "numerator": cell.numerator,
+        "denominator": cell.denominator,
+        "percent": json_number(cell.percent),
+    }
+
+
+def _usage_json(row: SoftwareUsageRow) -> dict[str, Any]:
+    return {
+        "unit_id": row.unit_id,
+        "name": row.name,
+        "ecabinet_meetings_period": row.ecabinet_meetings_period,
+        "ecabinet_meetings_total": row.ecabinet_meetings_total,
+        "signed_documents": _share_json(row.signed_documents),
+        "documents_online": _share_json(row.documents_online),
+        "official_email": _share_json(row.official_email),
     }

@@ -7,7 +7,7 @@ import random
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 ICT = timezone(timedelta(hours=7))
 UTC = UTC
@@ -36,6 +36,25 @@ def instant_on(day: date, rng: random.Random) -> str:
     if rng.random() < 0.5:
         return local.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return local.isoformat()
+
+
+class EventMaker(Protocol):
+    def __call__(self, kind: str, unit: str, day: date, **attributes: Any) -> dict[str, Any]: ...
+
+
+def event_maker(rng: random.Random) -> EventMaker:
+    """Builds an event of a type, for a unit, at a random instant of a local day."""
+
+    def event(kind: str, unit: str, day: date, **attributes: Any) -> dict[str, Any]:
+        return {
+            "event_id": uuid.uuid4().hex,
+            "type": kind,
+            "unit_id": unit,
+            "occurred_at": instant_on(day, rng),
+            "attributes": attributes,
+        }
+
+    return event
 
 
 def days(first: date, last: date) -> list[date]:
@@ -137,7 +156,14 @@ def online_share_fractions(table: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """Per unit (active services, services offered) reproducing each row's share, weighted so
     that the total row (sum/sum) also shows as printed."""
     fractions = {row["unit_id"]: fraction_for(row["online_share_percent"]) for row in table["rows"]}
-    target = table["total"]["online_share_percent"]
+    return weighted_to_total(fractions, table["total"]["online_share_percent"])
+
+
+def weighted_to_total(
+    fractions: dict[str, tuple[int, int]], target: str
+) -> dict[str, tuple[int, int]]:
+    """Each unit's k/n scaled by a whole weight (its share unchanged) so that sum(k)/sum(n)
+    rounds, at `target`'s precision, to `target`."""
     weights = dict.fromkeys(fractions, 1)
     lowest = min(fractions, key=lambda u: fractions[u][0] / fractions[u][1])
     highest = max(fractions, key=lambda u: (fractions[u][0] / fractions[u][1], -fractions[u][1]))
@@ -171,14 +197,7 @@ def online_service_events(
     catalogs: dict[str, list[str]] = {}
     events: list[dict[str, Any]] = []
 
-    def filing(kind: str, unit: str, day: date, **attributes: Any) -> dict[str, Any]:
-        return {
-            "event_id": uuid.uuid4().hex,
-            "type": kind,
-            "unit_id": unit,
-            "occurred_at": instant_on(day, rng),
-            "attributes": attributes,
-        }
+    filing = event_maker(rng)
 
     for row in table["rows"]:
         unit = row["unit_id"]
@@ -248,3 +267,187 @@ def online_service_events(
         )
     rng.shuffle(events)
     return catalogs, events
+
+
+def exact_fraction(percent: str) -> tuple[int, int]:
+    """The smallest k/n whose percent, rounded half-up to 2 decimals (the report's precision),
+    is `percent`: "98" is 49/50 (98.00), not 48/49 (97.96, which the seed would print as 98)."""
+    return fraction_for(str(Decimal(percent).quantize(Decimal("0.01"))))
+
+
+def software_usage_fractions(
+    table: dict[str, Any],
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """Per unit (signed, issued) documents and (active, staff) e-mail users reproducing each
+    row's rates at 2 decimals, weighted so that the total row's rates (sum/sum) show too. The
+    online share is the same for every row of the seed (100%): all of a unit's documents."""
+    assert {row["documents_online_percent"] for row in table["rows"]} == {"100"}
+    signed = {
+        row["unit_id"]: exact_fraction(row["signed_documents_percent"]) for row in table["rows"]
+    }
+    email = {
+        row["unit_id"]: exact_fraction(row["official_email_usage_percent"]) for row in table["rows"]
+    }
+    total = table["total"]
+    return (
+        weighted_to_total(signed, total["signed_documents_percent"]),
+        weighted_to_total(email, total["official_email_usage_percent"]),
+    )
+
+
+def software_usage_events(
+    table: dict[str, Any], units_under: dict[str, list[str]], seed: int
+) -> list[dict[str, Any]]:
+    """Events that reproduce the software-usage table (seed 003, line 405) for its range:
+    paperless Ecabinet meetings in the range and before it, documents issued in the range, and
+    staff e-mail statuses (some changed, one voided) up to its last day; plus events that must
+    not count (meetings not paperless or on another platform, meetings and documents outside
+    the range)."""
+    rng = random.Random(seed)
+    first = date.fromisoformat(table["period"]["from"])
+    last = date.fromisoformat(table["period"]["to"])
+    in_range = days(first, last)
+    before = days(date(2022, 1, 1), first - timedelta(days=1))
+    signed, email = software_usage_fractions(table)
+    events: list[dict[str, Any]] = []
+
+    event = event_maker(rng)
+
+    for row in table["rows"]:
+        unit = row["unit_id"]
+        places = units_under[unit]
+        period = row["ecabinet_meetings_period"]
+        earlier = row["ecabinet_meetings_total"] - period
+        for span, count in ((in_range, period), (before, earlier)):
+            for _ in range(count):
+                events.append(
+                    event(
+                        "meeting.held",
+                        rng.choice(places),
+                        rng.choice(span),
+                        paperless=True,
+                        platform="ecabinet",
+                    )
+                )
+        for day, paperless, platform in (
+            (last + timedelta(days=1), True, "ecabinet"),  # after the range
+            (rng.choice(in_range), False, "ecabinet"),
+            (rng.choice(in_range), True, "zoom"),
+        ):
+            events.append(
+                event(
+                    "meeting.held", rng.choice(places), day, paperless=paperless, platform=platform
+                )
+            )
+        events.append(
+            event("meeting.held", rng.choice(places), rng.choice(in_range), paperless=True)
+        )
+        k, n = signed[unit]
+        for i in range(n):
+            events.append(
+                event(
+                    "document.issued",
+                    rng.choice(places),
+                    rng.choice(in_range),
+                    signed=i < k,
+                    online=True,
+                )
+            )
+        for day in (first - timedelta(days=1), last + timedelta(days=1)):
+            events.append(
+                event("document.issued", rng.choice(places), day, signed=False, online=False)
+            )
+        active, staff = email[unit]
+        for i in range(staff):
+            # A staff member's events are all of one unit (the record belongs to it).
+            place = rng.choice(places)
+            person = f"{unit}.staff-{i:04d}"
+            stands = "active" if i < active else "inactive"
+            other = "inactive" if stands == "active" else "active"
+            one, two, three = sorted(rng.sample([*before[-60:], *in_range], 3))
+            if rng.random() < 0.3:  # the other status first, then the one that stands
+                events.append(status_of(event, place, person, other, one))
+            events.append(status_of(event, place, person, stands, two))
+            if rng.random() < 0.1:  # a wrong later status, taken back
+                wrong = status_of(event, place, person, other, three)
+                events += [wrong, event("event.voided", place, three, voids=wrong["event_id"])]
+    rng.shuffle(events)
+    return events
+
+
+def status_of(
+    event: EventMaker,
+    unit: str,
+    subject: str,
+    status: str,
+    day: date,
+    kind: str = "staff.email_status",
+) -> dict[str, Any]:
+    """A status event of a record (`subject_id`), built by `event(kind, unit, day, ...)`."""
+    body: dict[str, Any] = event(kind, unit, day, status=status)
+    body["subject_id"] = subject
+    return body
+
+
+# The 1022 hotline's figures (seed 003, line 401): "Từ ngày 21/3/2024 đến ngày 22/4/2024, tổng
+# số tin tiếp nhận 360 tin, đã xử lý 351 tin, đang xử lý 09; tổng đài viên trả lời trực tiếp
+# 329 tin, chuyển các ngành xử lý 31 tin."
+HOTLINE_1022 = {
+    "from": "2024-03-21",
+    "to": "2024-04-22",
+    "hotline.received": 360,
+    "hotline.processed": 351,
+    "hotline.in_progress": 9,
+    "hotline.answered_by_operator": 329,
+    "hotline.forwarded": 31,
+}
+
+
+def hotline_events(
+    unit: str, seed: int, figures: dict[str, Any] = HOTLINE_1022
+) -> list[dict[str, Any]]:
+    """Ticket events that reproduce the hotline's figures over its range: each ticket is
+    received once (`hotline.ticket_received`, answered by an operator or forwarded to a
+    department) and moves between statuses (`hotline.ticket_status`): an operator's answer is
+    processed at once, a forwarded ticket is in progress until its department processes it.
+    Tickets received the day before and the day after the range must not count."""
+    rng = random.Random(seed)
+    first = date.fromisoformat(figures["from"])
+    last = date.fromisoformat(figures["to"])
+    in_range = days(first, last)
+    operator = figures["hotline.answered_by_operator"]
+    forwarded = figures["hotline.forwarded"]
+    still_open = figures["hotline.in_progress"]
+    assert operator + forwarded == figures["hotline.received"]
+    assert figures["hotline.processed"] + still_open == figures["hotline.received"]
+    assert still_open <= forwarded
+    events: list[dict[str, Any]] = []
+
+    event = event_maker(rng)
+
+    def ticket(number: int, handled_by: str, span: list[date], closed: bool) -> None:
+        subject = f"1022-{number:05d}"
+        # A forwarded ticket that is closed later needs a later day for its closing.
+        day = rng.choice(span[:-1] if handled_by == "department" and closed else span)
+        received = event("hotline.ticket_received", unit, day, handled_by=handled_by)
+        received["subject_id"] = subject
+        events.append(received)
+        kind = "hotline.ticket_status"
+        if handled_by == "operator":
+            events.append(status_of(event, unit, subject, "processed", day, kind))
+            return
+        events.append(status_of(event, unit, subject, "in_progress", day, kind))
+        if closed:
+            later = rng.choice([d for d in span if d > day])
+            events.append(status_of(event, unit, subject, "processed", later, kind))
+
+    for number in range(operator):
+        ticket(number, "operator", in_range, closed=True)
+    for number in range(forwarded):
+        ticket(operator + number, "department", in_range, closed=number >= still_open)
+    outside = figures["hotline.received"]
+    for number, day in enumerate((first - timedelta(days=1), last + timedelta(days=1))):
+        ticket(outside + 2 * number, "operator", [day], closed=True)
+        ticket(outside + 2 * number + 1, "department", [day], closed=False)
+    rng.shuffle(events)
+    return events

@@ -1,9 +1,10 @@
 """Starting the local stack on this machine: broker, database and the three services.
 
 Used by `make run` and by the tests, so both run the same processes the same way. No Docker
-here (see the README): the broker is Apache Kafka (KRaft, one combined broker and controller),
-run by the JDK from the jars `make install` fetched with Maven (deploy/local/kafka/pom.xml);
-the MongoDB protocol comes from SecantusDB in its own virtual environment.
+here (see docs/getting-started.md): the broker is Apache Kafka (KRaft, one combined broker and
+controller), run by the JDK from the jars `make install` fetched with Maven
+(deploy/local/kafka/pom.xml); the MongoDB protocol comes from SecantusDB in its own virtual
+environment.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -73,8 +75,8 @@ KAFKA_POM = REPO / "deploy" / "local" / "kafka" / "pom.xml"
 KAFKA_LOG4J = REPO / "deploy" / "local" / "kafka" / "log4j.properties"
 KAFKA_LIB = LOCAL / "kafka" / "lib"
 # The broker's JVM: a small heap and the serial collector (two cores shared with the services
-# and the database; measured in the README). KAFKA_HEAP_OPTS replaces the heap, as it does for
-# Kafka's own scripts.
+# and the database; measured in docs/getting-started.md). KAFKA_HEAP_OPTS replaces the heap, as
+# it does for Kafka's own scripts.
 KAFKA_HEAP_OPTS = "-Xms64m -Xmx512m"
 KAFKA_JVM_OPTS = ["-XX:+UseSerialGC", "-XX:-UsePerfData", "-Djava.awt.headless=true"]
 
@@ -117,15 +119,57 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def kafka_properties(port: int, controller_port: int, log_dir: Path) -> str:
-    """A single-node KRaft cluster: one process is broker and controller, everything
-    replicated once. Topics are created by `init` (shared/adapters/kafka.py: ensure_topics)
-    with the replication factor and configs of the settings, as in production, so automatic
-    creation is off here too."""
+@dataclass(frozen=True)
+class KafkaNode:
+    """One KRaft node of a local cluster: broker and controller in one process."""
+
+    node_id: int
+    port: int
+    controller_port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+# The production topology's durability (docker-compose.yml's x-kafka-env, held to these by
+# tests/unit/test_deploy_compose.py): three replicas, two in sync for acks=all, no unclean
+# leader, so one broker down loses nothing acknowledged and refuses nothing.
+CLUSTER_DURABILITY = {
+    "default.replication.factor": "3",
+    "min.insync.replicas": "2",
+    "offsets.topic.replication.factor": "3",
+    "transaction.state.log.replication.factor": "3",
+    "transaction.state.log.min.isr": "2",
+    "unclean.leader.election.enable": "false",
+}
+SINGLE_NODE_DURABILITY = {
+    "default.replication.factor": "1",
+    "min.insync.replicas": "1",
+    "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+}
+
+
+def kafka_properties(
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    node_id: int = 1,
+    voters: tuple[KafkaNode, ...] = (),
+) -> str:
+    """A KRaft node whose one process is broker and controller: alone (everything replicated
+    once), or one of `voters` (the production topology, `CLUSTER_DURABILITY`). Topics are
+    created by `init` (shared/adapters/kafka.py: ensure_topics) with the replication factor
+    and configs of the settings, as in production, so automatic creation is off here too."""
+    quorum = voters or (KafkaNode(node_id, port, controller_port),)
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": ",".join(
+            f"{voter.node_id}@127.0.0.1:{voter.controller_port}" for voter in quorum
+        ),
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -134,13 +178,9 @@ def kafka_properties(port: int, controller_port: int, log_dir: Path) -> str:
         "log.dirs": str(log_dir),
         "auto.create.topics.enable": "false",
         "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        # Fewer internal partitions start, load and recover faster; one node gains nothing
-        # from more.
+        **(CLUSTER_DURABILITY if len(quorum) > 1 else SINGLE_NODE_DURABILITY),
+        # Fewer internal partitions start, load and recover faster; a local cluster gains
+        # nothing from more.
         "offsets.topic.num.partitions": "1",
         "transaction.state.log.num.partitions": "1",
         # A group's first member is assigned at once instead of after 3 s.
@@ -267,23 +307,34 @@ class LocalStack:
     def start_kafka(self) -> Process:
         """The broker on the stack's data (formatted if new), once it answers metadata; also
         how a broker killed by a test comes back."""
-        config = self.kafka_dir / "server.properties"
-        log_dir = self.kafka_dir / "log"
-        log_dir.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(kafka_properties(self.kafka_port, self.kafka_controller_port, log_dir))
+        properties = kafka_properties(
+            self.kafka_port, self.kafka_controller_port, self.kafka_dir / "log"
+        )
+        broker = self.spawn_kafka("kafka", self.kafka_dir, properties, new_cluster_id())
+        self.wait_for_kafka(broker, self.kafka_port, self.kafka_bootstrap)
+        return broker
+
+    def spawn_kafka(self, name: str, node_dir: Path, properties: str, cluster_id: str) -> Process:
+        """A KRaft node's process on `node_dir` (its storage formatted with `cluster_id` on the
+        first start), not yet waited for: a node of a cluster answers only once a quorum of
+        its voters runs."""
+        config = node_dir / "server.properties"
+        log_dir = node_dir / "log"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        config.write_text(properties)
         if not (log_dir / "meta.properties").exists():
             formatting = self.spawn(
-                "kafka-storage",
+                f"{name}-storage",
                 kafka_java_command(
                     "kafka.tools.StorageTool",
                     "format",
                     "--config",
                     str(config),
                     "--cluster-id",
-                    new_cluster_id(),
+                    cluster_id,
                     "--ignore-formatted",
                 ),
-                cwd=self.kafka_dir,
+                cwd=node_dir,
             )
             code = formatting.popen.wait(120)
             self.processes.remove(formatting)
@@ -291,18 +342,19 @@ class LocalStack:
                 raise RuntimeError(
                     f"formatting Kafka's storage failed ({code}): see {formatting.log_path}"
                 )
-        broker = self.spawn(
-            "kafka",
+        return self.spawn(
+            name,
             kafka_java_command("kafka.Kafka", str(config)),
-            cwd=self.kafka_dir,  # where a JVM crash report would land
+            cwd=node_dir,  # where a JVM crash report would land
         )
+
+    def wait_for_kafka(self, broker: Process, port: int, bootstrap: str) -> None:
         try:
-            wait_for_port(self.kafka_port, 60, broker.popen)
-            wait_for_metadata(self.kafka_bootstrap, 60, broker.popen)
+            wait_for_port(port, 60, broker.popen)
+            wait_for_metadata(bootstrap, 60, broker.popen)
         except (RuntimeError, TimeoutError) as exc:
             self.kill(broker)
             raise RuntimeError(f"{exc} (log: {broker.log_path})") from exc
-        return broker
 
     def process(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name)
@@ -414,6 +466,19 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
+def _running(stack: LocalStack) -> Iterator[None]:
+    try:
+        stack.start_broker()
+        stack.start_database()
+        yield
+    finally:
+        for process in reversed(list(stack.processes)):
+            stack.kill(process)
+        if memory_backed(stack.data_dir):
+            shutil.rmtree(stack.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def started_stack(root: Path) -> Iterator[LocalStack]:
     """A broker and a database of their own, on free ports, logs under `root` and data in
     `scratch_data_dir`, killed on exit and their data removed (the tests' and the benchmarks'
@@ -427,12 +492,78 @@ def started_stack(root: Path) -> Iterator[LocalStack]:
         mongo_port=free_port(),
         kafka_controller_port=free_port(),
     )
-    try:
-        stack.start_broker()
-        stack.start_database()
+    with _running(stack):
         yield stack
-    finally:
-        for process in reversed(list(stack.processes)):
-            stack.kill(process)
-        if memory_backed(data_dir):
-            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@dataclass
+class ClusterStack(LocalStack):
+    """A stack whose broker is a cluster of KRaft nodes in the production topology
+    (`CLUSTER_DURABILITY`): the fault suite kills one of them under load."""
+
+    nodes: tuple[KafkaNode, ...] = ()
+    cluster_id: str = field(default_factory=new_cluster_id)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return ",".join(node.address for node in self.nodes)
+
+    def node_dir(self, node: KafkaNode) -> Path:
+        return self.kafka_dir / f"node-{node.node_id}"
+
+    def start_broker(self) -> None:
+        for node in self.nodes:
+            check_port_free(node.port, f"node {node.node_id}'s port")
+            check_port_free(node.controller_port, f"node {node.node_id}'s controller port")
+        # All at once: no node answers before a quorum of voters runs.
+        started = [self._spawn_node(node) for node in self.nodes]
+        for node, broker in zip(self.nodes, started, strict=True):
+            self.wait_for_kafka(broker, node.port, node.address)
+
+    def _spawn_node(self, node: KafkaNode) -> Process:
+        node_dir = self.node_dir(node)
+        properties = kafka_properties(
+            node.port, node.controller_port, node_dir / "log", node.node_id, self.nodes
+        )
+        return self.spawn_kafka(f"kafka-{node.node_id}", node_dir, properties, self.cluster_id)
+
+    def start_node(self, node: KafkaNode) -> Process:
+        """A node (back) on its data, once it answers metadata."""
+        broker = self._spawn_node(node)
+        self.wait_for_kafka(broker, node.port, node.address)
+        return broker
+
+    def node_process(self, node: KafkaNode) -> Process:
+        return self.process(f"kafka-{node.node_id}")
+
+    def active_controller(self) -> KafkaNode:
+        """The node the KRaft quorum elected leader, as a running node's quorum state on disk
+        says (`__cluster_metadata-0/quorum-state`; every voter keeps it)."""
+        running = {p.name for p in self.processes if p.popen.poll() is None}
+        for node in self.nodes:
+            if f"kafka-{node.node_id}" not in running:
+                continue
+            state_file = self.node_dir(node) / "log" / "__cluster_metadata-0" / "quorum-state"
+            with contextlib.suppress(OSError, ValueError):
+                leader = json.loads(state_file.read_text()).get("leaderId")
+                for candidate in self.nodes:
+                    if candidate.node_id == leader:
+                        return candidate
+        raise RuntimeError("no running node knows the quorum's leader")
+
+
+@contextlib.contextmanager
+def started_cluster(root: Path, size: int = 3) -> Iterator[ClusterStack]:
+    """`started_stack` with a cluster of `size` KRaft nodes as its broker."""
+    data_dir = scratch_data_dir(root / "data")
+    nodes = tuple(KafkaNode(n, free_port(), free_port()) for n in range(1, size + 1))
+    stack = ClusterStack(
+        data_dir=data_dir,
+        log_dir=root / "logs",
+        kafka_port=nodes[0].port,
+        mongo_port=free_port(),
+        kafka_controller_port=nodes[0].controller_port,
+        nodes=nodes,
+    )
+    with _running(stack):
+        yield stack

@@ -5,13 +5,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 
 from shared.adapters.catalog import CatalogCache
 from shared.adapters.http_security import Day
-from shared.adapters.tables import online_services_table, payments_table, to_csv, to_xlsx
+from shared.adapters.tables import (
+    online_services_table,
+    payments_table,
+    software_usage_table,
+    to_csv,
+    to_xlsx,
+)
 from shared.domain.events import SAFE_TOKEN_PATTERN
 from shared.views import Views
 
@@ -98,6 +104,28 @@ def report_routes(views: Views, catalog: CatalogCache, reader: Depends) -> APIRo
         )
         return _render(
             report, _format(request, format_), online_services_table, f"online-services-{date_}"
+        )
+
+    @router.get("/software-usage", responses=FORMATS)
+    async def software_usage(
+        request: Request,
+        first: Annotated[Day, Query(alias="from", description="the range's first local day")],
+        last: Annotated[Day, Query(alias="to", description="the range's last local day")],
+        format_: Format | None = Query(None, alias="format", description="else by Accept"),
+    ) -> Response:
+        """Per department and district (seed report, 2.): paperless Ecabinet meetings in the
+        range and up to `to`, the shares of the documents issued in the range that were signed
+        and handled online, and the share of staff using official e-mail by their latest
+        status up to `to`; rates in percent, the total row sum over sum."""
+        if first > last:
+            raise HTTPException(422, f"from ({first}) is after to ({last})")
+        await catalog.reload()
+        report = await views.software_usage_report(first, last)
+        return _render(
+            report,
+            _format(request, format_),
+            software_usage_table,
+            f"software-usage-{first}-{last}",
         )
 
     return router

@@ -38,6 +38,7 @@ from shared.domain.intake import (
     void_probes,
 )
 from shared.domain.periods import today_local
+from shared.domain.registry import current_registry
 from shared.domain.safety import UnsafeInput, local_day_start, strict_json
 from shared.domain.units import UnitTree
 from shared.settings import Settings, get_settings
@@ -81,7 +82,8 @@ async def _foreign_events(
     a record another unit owns, and voids of an event the poster may see in another unit
     (the aggregator refuses the rest: a record's events there, and a void counts nothing
     outside its own unit whatever it names)."""
-    owners = await store.record_owners(e.subject_id for e in events if e.subject_id)
+    registry = current_registry()
+    owners = await store.record_owners(r for e in events if (r := registry.record_of(e)))
     foreign = foreign_records(events, owners)
     if not any(event.voids for event in events):
         return foreign

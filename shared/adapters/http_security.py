@@ -2,7 +2,7 @@
 unless configured, error bodies that echo neither input nor internals, `nosniff` everywhere,
 and the error answers documented in the OpenAPI schema.
 
-TLS is terminated by a proxy in front (see the README's security section); uvicorn trusts its
+TLS is terminated by a proxy in front (see docs/security.md, TLS); uvicorn trusts its
 `X-Forwarded-Proto`/`-For` only from `FORWARDED_ALLOW_IPS` (127.0.0.1 by default).
 """
 

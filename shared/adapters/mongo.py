@@ -45,6 +45,7 @@ from shared.domain.campaigns import Campaign, Target
 from shared.domain.certification import StatusEntry, SubjectState
 from shared.domain.ledger import CountedEvent, Known, Outcome
 from shared.domain.periods import LocalDate
+from shared.domain.registry import record_prefix
 from shared.domain.units import Unit
 from shared.settings import Settings, get_settings
 
@@ -400,14 +401,7 @@ class Store:
         if not subject_ids:
             return partial
         subjects = {
-            doc["_id"]: SubjectState(
-                doc["_id"],
-                [
-                    StatusEntry(datetime.fromisoformat(entry[0]), *entry[1:5])
-                    for entry in doc["entries"]
-                ],
-                doc.get("o"),
-            )
+            doc["_id"]: _record(doc)
             async for doc in self.subjects.find({"_id": {"$in": subject_ids}}, session=session)
         }
         return Known(counted=counted, voided=frozenset(voided), subjects=subjects)
@@ -813,8 +807,18 @@ class Store:
             result[(doc["u"], doc["m"])] = {metric_name(k): int(v) for k, v in own.items()}
         return result
 
+    async def records_of(self, event_type: str) -> list[SubjectState]:
+        """Every record (`subject_id`) of `event_type` with its whole history, as counted."""
+        prefix = record_prefix(event_type)
+        if prefix is None:
+            raise ValueError(f"{event_type}'s records are kept under bare ids: not listed")
+        await self.follow_generation(max_age_s=1.0)
+        # The keys that start with the prefix, as one range of the `_id` index.
+        query = {"_id": {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}}
+        return [_record(doc) async for doc in self.subjects.find(query)]
+
     async def record_owners(self, subject_ids: Iterable[str]) -> dict[str, str]:
-        """The unit each of these records (`subject_id`) belongs to, as counted so far."""
+        """The unit each of these records (by `record_key`) belongs to, as counted so far."""
         wanted = sorted(set(subject_ids))
         if not wanted:
             return {}
@@ -896,6 +900,12 @@ class OverBound(ValueError):
 
     def __init__(self, totals_id: str) -> None:
         super().__init__(f"would take a unit's own share of {totals_id!r} past {OWN_TOTAL_BOUND:,}")
+
+
+def _record(doc: Mapping[str, Any]) -> SubjectState:
+    """A record's history as `apply` stores it."""
+    entries = [StatusEntry(datetime.fromisoformat(e[0]), *e[1:5]) for e in doc["entries"]]
+    return SubjectState(doc["_id"], entries, doc.get("o"))
 
 
 def _total_updates(outcome: Outcome) -> list[UpdateOne]:

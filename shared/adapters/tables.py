@@ -111,6 +111,36 @@ def online_services_table(report: dict[str, Any]) -> tuple[str, list[str], list[
     return title, header, rows
 
 
+def software_usage_table(report: dict[str, Any]) -> tuple[str, list[str], list[list[Cell]]]:
+    first, last = date.fromisoformat(report["from"]), date.fromisoformat(report["to"])
+    span = f"từ {first.day}/{first.month}- {last.day}/{last.month}/{last.year}"
+    header = [
+        "STT",
+        "Đơn vị",
+        f"Hợp không giấy qua phần mềm Ecabinet ({span})",
+        "Hợp không giấy qua phần mềm Ecabinet (tổng từ trước đến nay)",
+        "Tỷ lệ văn bản điện tử được ký số của cơ quan, đơn vị (%)",
+        "Tỷ lệ văn bản được thực hiện trực tuyến qua Hệ thống QLVB&HSCV (%)",
+        "Tỷ lệ CB, CC, VC sử dụng thư điện tử công vụ (%)",
+    ]
+
+    def line(number: Cell, row: dict[str, Any]) -> list[Cell]:
+        return [
+            number,
+            row["name"],
+            row["ecabinet_meetings_period"],
+            row["ecabinet_meetings_total"],
+            row["signed_documents"]["percent"],
+            row["documents_online"]["percent"],
+            row["official_email"]["percent"],
+        ]
+
+    rows = [line(i, row) for i, row in enumerate(report["rows"], start=1)]
+    rows.append(line("", report["total"]))
+    title = f"Kết quả sử dụng phần mềm, ứng dụng ({_vn_date(first)} - {_vn_date(last)})"
+    return title, header, rows
+
+
 def to_csv(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)

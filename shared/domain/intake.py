@@ -213,14 +213,16 @@ def split_duplicates(events: list[Event], already_accepted: set[str]) -> tuple[l
 
 def foreign_records(events: list[Event], owners: Mapping[str, str]) -> list[Problem]:
     """Events about a record (`subject_id`) that another unit owns: the unit of the record's
-    first event, as the store knows it (`owners`) or as this request itself names it."""
+    first event, as the store knows it (`owners`, by `record_key`) or as this request itself
+    names it."""
     claimed = dict(owners)
     problems = []
     registry = current_registry()
     for index, event in enumerate(events):
-        if event.subject_id is None or registry.state_rule(event.type) is None:
+        record = registry.record_of(event)
+        if record is None:
             continue
-        owner = claimed.setdefault(event.subject_id, event.unit_id)
+        owner = claimed.setdefault(record, event.unit_id)
         if owner != event.unit_id:
             problems.append(
                 Problem(

@@ -17,7 +17,13 @@ from shared.domain.certification import StatusEntry, SubjectState
 from shared.domain.events import Event
 from shared.domain.metrics import Increments, negate
 from shared.domain.periods import LocalDate
-from shared.domain.registry import VOID_TYPE, Registry, contributions, current_registry
+from shared.domain.registry import (
+    VOID_TYPE,
+    Registry,
+    contributions,
+    current_registry,
+    record_key,
+)
 from shared.domain.units import UnitTree
 
 Cell = tuple[str, LocalDate]  # (unit_id, local day): the finest grain a total is kept at
@@ -31,7 +37,8 @@ class CountedEvent:
     unit_id: str
     day: LocalDate
     increments: Increments
-    subject_id: str | None = None  # certification events: their effect lives in the subject
+    # Events of a type with states: the record (`record_key`) their effect lives in.
+    subject_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +179,8 @@ def fold(
         rule = registry.state_rule(event.type)
         if rule is not None:
             assert event.subject_id is not None  # a state's event type requires one
-            state = subject(event.subject_id)
+            record_id = record_key(event.type, event.subject_id)
+            state = subject(record_id)
             if state.owner is not None and state.owner != event.unit_id:
                 # Not remembered as counted: should the owner ever pass the record on (by the
                 # admin's correction), the same event posted again is judged afresh.
@@ -188,7 +196,7 @@ def fold(
             # A state's event type may also have counts and sums: they are kept with it, so
             # a void takes both back.
             increments = {} if key in voided else contributions(event, registry)
-            record = CountedEvent(key, event.unit_id, day, increments, event.subject_id)
+            record = CountedEvent(key, event.unit_id, day, increments, record_id)
             counted[key] = record
             outcome.counted.append(record)
             if key in voided:
@@ -221,11 +229,7 @@ def subjects_to_look_up(
 ) -> set[str]:
     """Records whose history the batch may change: its own and those of voided targets."""
     registry = registry or current_registry()
-    subject_ids = {
-        event.subject_id
-        for event in events
-        if event.subject_id is not None and registry.state_rule(event.type) is not None
-    }
+    subject_ids = {record for event in events if (record := registry.record_of(event))}
     for event in events:
         target_key = event.voids_key
         target = known.counted.get(target_key) if target_key is not None else None

@@ -39,6 +39,25 @@ Increments = dict[str, int]
 VOID_TYPE = "event.voided"
 # Status histories stored before they named their event type were all of this one.
 LEGACY_STATE_TYPE = "certification.status"
+# A record is one event type's history of one `subject_id` (`record_key`): a staff member's
+# e-mail status and a certification of the same id are two records. This separator is a
+# control character, which no id accepted at intake holds, so no two keys collide.
+_RECORD_SEPARATOR = "\x1f"
+
+
+def record_key(event_type: str, subject_id: str) -> str:
+    """The key a record's history and owner are kept under. Certification records keep the
+    bare `subject_id` they were stored under before other types had states."""
+    if event_type == LEGACY_STATE_TYPE:
+        return subject_id
+    return f"{event_type}{_RECORD_SEPARATOR}{subject_id}"
+
+
+def record_prefix(event_type: str) -> str | None:
+    """What the keys of every record of `event_type` start with (None for the legacy type,
+    whose keys are bare ids)."""
+    return None if event_type == LEGACY_STATE_TYPE else f"{event_type}{_RECORD_SEPARATOR}"
+
 
 # Online filings per (unit where filed, service): the distinct services that received at least
 # one online filing in a period are the keys with a positive count (see services_share).
@@ -365,6 +384,12 @@ class Registry:
     def state_rule(self, event_type: str) -> StateRule | None:
         """How events of `event_type` move records between states, if any indicator says so."""
         return self._states.get(event_type)
+
+    def record_of(self, event: Event) -> str | None:
+        """The record (`record_key`) an event moves between states, if its type has states."""
+        if event.subject_id is None or event.type not in self._states:
+            return None
+        return record_key(event.type, event.subject_id)
 
     def state_metric(self, event_type: str, status: AttributeValue) -> str | None:
         rule = self._states.get(event_type)
@@ -769,13 +794,6 @@ def _validate(types: Mapping[str, EventTypeDef], indicators: Mapping[str, Indica
             _require(
                 definition.subject == Subject.REQUIRED,
                 f"{where}: a state needs an event type whose subject is required",
-            )
-            # Records are kept by `subject_id` alone, so two types' statuses of one id would
-            # be one history: one event type with states, until histories are kept per type.
-            _require(
-                all(t == event_type for t in state_attributes),
-                f"{where}: only one event type may have states (it has: "
-                f"{', '.join(state_attributes)})",
             )
             first = state_attributes.setdefault(event_type, attribute)
             _require(

@@ -113,3 +113,81 @@ class OnlineServicesRow:
     name: str
     online_share: RateCell  # services with at least one online filing / services offered
     processed_online: RateCell  # filings processed online / filings processed
+
+
+@dataclass(frozen=True, slots=True)
+class ShareCell:
+    """A rate cell without a verdict: numerator / denominator, in percent rounded half-up to 2
+    decimals (None when there is nothing to divide)."""
+
+    numerator: int
+    denominator: int
+    percent: Decimal | None
+
+    @classmethod
+    def of(cls, numerator: int, denominator: int) -> ShareCell:
+        return cls(numerator, denominator, percent_of(numerator, denominator))
+
+
+ECABINET_MEETINGS = "meeting.paperless.ecabinet"
+DOCUMENTS = ("document.issued", "document.signed", "document.online")
+STAFF_EMAIL = ("staff.email.active", "staff.email.inactive")
+
+
+@dataclass(frozen=True, slots=True)
+class SoftwareUsageRow:
+    """One row of the software-usage table (seed report, line 405)."""
+
+    unit_id: str
+    name: str
+    ecabinet_meetings_period: int  # paperless Ecabinet meetings in the report's range
+    ecabinet_meetings_total: int  # the same, every one up to the range's last day
+    signed_documents: ShareCell  # documents issued in the range: digitally signed / issued
+    documents_online: ShareCell  # documents issued in the range: handled online / issued
+    official_email: ShareCell  # staff by their latest status: active / (active + inactive)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.ecabinet_meetings_total
+            or self.signed_documents.denominator
+            or self.official_email.denominator
+        )
+
+
+def software_usage_row(
+    unit: Unit,
+    in_range: Mapping[str, int],
+    up_to: Mapping[str, int],
+) -> SoftwareUsageRow:
+    """`in_range`: the unit's totals over the report's days; `up_to`: over every day up to its
+    last (meetings so far, and each staff member at their latest status)."""
+    issued, signed, online = (in_range.get(i, 0) for i in DOCUMENTS)
+    active, inactive = (up_to.get(i, 0) for i in STAFF_EMAIL)
+    return SoftwareUsageRow(
+        unit.id,
+        unit.name,
+        in_range.get(ECABINET_MEETINGS, 0),
+        up_to.get(ECABINET_MEETINGS, 0),
+        ShareCell.of(signed, issued),
+        ShareCell.of(online, issued),
+        ShareCell.of(active, active + inactive),
+    )
+
+
+def software_usage_total(rows: Sequence[SoftwareUsageRow]) -> SoftwareUsageRow:
+    """The total row: sums of the rows, and each rate as sum / sum (never a mean of rates)."""
+
+    def summed(cell: str) -> ShareCell:
+        cells = [getattr(r, cell) for r in rows]
+        return ShareCell.of(sum(c.numerator for c in cells), sum(c.denominator for c in cells))
+
+    return SoftwareUsageRow(
+        "total",
+        "TỔNG",
+        sum(r.ecabinet_meetings_period for r in rows),
+        sum(r.ecabinet_meetings_total for r in rows),
+        summed("signed_documents"),
+        summed("documents_online"),
+        summed("official_email"),
+    )

@@ -43,23 +43,30 @@ def vi_pct(p: float) -> str:
     return f"{p:.2f}".replace(".", ",") + "%"
 
 
+def put_campaign(
+    line: Pipeline,
+    campaign: str,
+    name: str,
+    days: tuple[str, str],
+    targets: list[tuple[str, str, float]],
+) -> None:
+    admin = line.headers()
+    body = {"name": name, "starts": days[0], "ends": days[1]}
+    response = httpx.put(line.url("api", f"/v1/campaigns/{campaign}"), json=body, headers=admin)
+    assert response.status_code in (200, 201), response.text
+    response = httpx.put(
+        line.url("api", f"/v1/campaigns/{campaign}/targets"),
+        json=[{"unit_id": u, "metric": m, "target": t} for u, m, t in targets],
+        headers=admin,
+    )
+    assert response.status_code == 200, response.text
+
+
 @pytest.fixture(scope="module")
 def stack(own_pipeline: Pipeline) -> Pipeline:
     """A fresh pipeline with a campaign, targets and April 2024 events of several kinds."""
     line = own_pipeline
-    admin = line.headers()
-    response = httpx.put(
-        line.url("api", f"/v1/campaigns/{CAMPAIGN}"),
-        json={"name": "Kiểm thử 4 phủ", "starts": "2024-04-04", "ends": "2024-07-03"},
-        headers=admin,
-    )
-    assert response.status_code in (200, 201), response.text
-    response = httpx.put(
-        line.url("api", f"/v1/campaigns/{CAMPAIGN}/targets"),
-        json=[{"unit_id": u, "metric": m, "target": t} for u, m, t in TARGETS],
-        headers=admin,
-    )
-    assert response.status_code == 200, response.text
+    put_campaign(line, CAMPAIGN, "Kiểm thử 4 phủ", ("2024-04-04", "2024-07-03"), TARGETS)
     events: list[dict[str, Any]] = []
     for unit_id, count in EID_EVENTS.items():
         events += [
@@ -325,6 +332,81 @@ def test_drill_down_language_phone_and_accessibility(
     page.get_by_role("button", name="Chuyển sang tiếng Việt").click()
     assert page.locator("#title").inner_text() == "Bảng điều hành chuyển đổi số"
     page.context.close()
+
+
+def test_an_indicator_defined_at_run_time_is_chosen_with_its_names(
+    browser: Browser, stack: Pipeline, viewer: str
+) -> None:
+    """The dashboard follows the registry: an indicator the admin defines with `curl`, once
+    ready and targeted by a campaign, is offered with its Vietnamese (and English) name and
+    shows its value, a rate as a percentage."""
+    admin = stack.headers()
+    definitions = {
+        "cccd.issued.dashboard": {
+            "kind": "count",
+            "event_type": "cccd.issued",
+            "name_vi": "Căn cước cấp trong đợt thử",
+            "name_en": "ID cards of the trial drive",
+            "unit": "thẻ",
+        },
+        "cccd.issued.dashboard_rate": {
+            "kind": "rate",
+            "numerator": ["cccd.issued.dashboard"],
+            "denominator": ["eid.activated"],
+            "name_vi": "Tỷ lệ căn cước trên định danh",
+            "name_en": "ID cards per e-ID",
+            "unit": "%",
+        },
+    }
+    for indicator, definition in definitions.items():
+        response = httpx.put(
+            stack.url("api", f"/v1/indicators/{indicator}"), json=definition, headers=admin
+        )
+        assert response.status_code == 201, response.text
+    deadline = time.monotonic() + 120
+    while True:
+        listed = httpx.get(stack.url("api", "/v1/indicators"), headers=admin).json()
+        statuses = {i["id"]: i["status"] for i in listed if i["id"] in definitions}
+        if set(statuses.values()) == {"ready"}:
+            break
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.5)
+    campaign = "dashboard-registry-2024"
+    targets = [
+        ("binh-phuoc", "cccd.issued.dashboard", 50),
+        ("binh-phuoc", "cccd.issued.dashboard_rate", 0.1),
+    ]
+    put_campaign(stack, campaign, "Chỉ tiêu mới", ("2024-04-01", "2024-06-30"), targets)
+
+    page = browser.new_context(locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh").new_page()
+    page.set_default_timeout(15_000)
+    page.goto(stack.url("api", "/"))
+    page.get_by_label("Mã truy cập").fill(viewer)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.wait_for_selector("#board:not([hidden])")
+    page.locator("#date").fill(DAY)
+    page.locator("#date").dispatch_event("change")
+    page.select_option("#campaign", campaign)
+    page.wait_for_function("() => document.querySelector('#metric').options.length === 2")
+    options = page.locator("#metric option").all_inner_texts()
+    assert sorted(options) == ["Căn cước cấp trong đợt thử", "Tỷ lệ căn cước trên định danh"]
+    # The values are the API's: the 37 ID cards of Minh Hưng, and their share of the e-IDs, as
+    # a percentage since the registry says it is a rate.
+    progress = httpx.get(
+        stack.url("api", f"/v1/campaigns/{campaign}/progress"),
+        params={"unit_id": "binh-phuoc", "at": DAY},
+        headers=stack.headers(viewer),
+    ).json()
+    values = {m["metric"]: m["value"] for m in progress["units"][0]["metrics"]}
+    assert values["cccd.issued.dashboard"] == 37
+    wait_for_text(page, "#cards [data-metric='cccd.issued.dashboard'] .value", vi_int(37))
+    rate = values["cccd.issued.dashboard_rate"]
+    assert 0 < rate < 1
+    assert card_value(page, "cccd.issued.dashboard_rate") == vi_pct(rate * 100)
+    assert page.locator("#cards [data-metric='cccd.issued.dashboard'] h3").inner_text() == (
+        "Căn cước cấp trong đợt thử"
+    )
+    page.close()
 
 
 def test_dashboard_shows_a_lost_connection_and_reconnects(

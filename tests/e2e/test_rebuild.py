@@ -175,10 +175,24 @@ def test_rebuild_through_log_end_counts_the_whole_log_with_the_aggregator_stoppe
             "--grace-seconds",
             "0",
             "--through-log-end",
-            env={"REPLAY_BATCH_RECORDS": "500"},
+            # A line after every batch: its stderr is a pipe, not a terminal, so no bar.
+            env={"REPLAY_BATCH_RECORDS": "500", "PROGRESS_EVERY_S": "0.001"},
         )
         assert rebuilt.returncode == 0, rebuilt.stderr
         assert f"rebuilt {len(events)} records in " in rebuilt.stdout
+        progress = re.findall(
+            r"^rebuild: replaying the log: ([\d,]+) of ([\d,]+) records \([\d.]+%\),"
+            r" [\d,]+ records/s(.*)$",
+            rebuilt.stderr,
+            re.MULTILINE,
+        )
+        assert len(progress) >= 3, rebuilt.stderr
+        done = [int(d.replace(",", "")) for d, _, _ in progress]
+        assert done == sorted(done) and done[-1] == len(events), rebuilt.stderr
+        assert {int(t.replace(",", "")) for _, t, _ in progress} == {len(events)}
+        assert any("left" in rest for _, _, rest in progress[:-1]), rebuilt.stderr
+        assert "done in" in progress[-1][2], rebuilt.stderr
+        assert "\r" not in rebuilt.stderr  # no bar redrawn in a log
 
         expected = recount(events)
         deadline = time.monotonic() + 15

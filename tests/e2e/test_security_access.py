@@ -152,6 +152,12 @@ ENDPOINTS = [
     ),
     Endpoint(
         "GET",
+        "/v1/reports/software-usage",
+        "read",
+        _fixed("/v1/reports/software-usage", params={"from": "2024-03-21", "to": "2024-04-20"}),
+    ),
+    Endpoint(
+        "GET",
         "/v1/series",
         "read",
         _fixed(

@@ -17,7 +17,16 @@ from openpyxl import load_workbook
 
 from shared.domain.periods import LocalDate
 from tests.conftest import Pipeline, post_many
-from tests.replay import online_service_events, online_share_fractions, payment_events, rounds_to
+from tests.replay import (
+    HOTLINE_1022,
+    hotline_events,
+    online_service_events,
+    online_share_fractions,
+    payment_events,
+    rounds_to,
+    software_usage_events,
+    software_usage_fractions,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "seed_tables"
 
@@ -38,11 +47,12 @@ def units_under(pipeline: Pipeline) -> dict[str, list[str]]:
 
 
 def report(
-    pipeline: Pipeline, name: str, day: str, fmt: str = "json", **params: Any
+    pipeline: Pipeline, name: str, day: str | None, fmt: str = "json", **params: Any
 ) -> httpx.Response:
+    dated = {"date": day} if day is not None else {}
     response = httpx.get(
         pipeline.url("api", f"/v1/reports/{name}"),
-        params={"date": day, "format": fmt, **params},
+        params={**dated, "format": fmt, **params},
         headers=pipeline.headers(),
         timeout=60,
     )
@@ -177,3 +187,128 @@ def test_online_services_table_of_21_april_2024_is_reproduced(pipeline: Pipeline
     assert verdicts["so-y-te"] == "Không đạt"  # 45.4% < its own 60%
     assert verdicts["bu-dang"] == "Không đạt"  # 27% < 40%
     assert judged["thresholds"]["processed_online"] == 0.4
+
+
+USAGE_RATES = {
+    "signed_documents": "signed_documents_percent",
+    "documents_online": "documents_online_percent",
+    "official_email": "official_email_usage_percent",
+}
+
+
+def test_software_usage_table_of_20_april_2024_is_reproduced_exactly(pipeline: Pipeline) -> None:
+    table = load("ecabinet_2024-04-20.json")
+    events = software_usage_events(table, units_under(pipeline), seed=405)
+    asyncio.run(post_many(pipeline, events + events[::10]))
+    pipeline.wait_reflected(timeout_s=120)
+    span = {"from": table["period"]["from"], "to": table["period"]["to"]}
+    body = report(pipeline, "software-usage", None, **span).json()
+    assert [row["unit_id"] for row in body["rows"]] == [row["unit_id"] for row in table["rows"]]
+    for got, want in [
+        *zip(body["rows"], table["rows"], strict=True),
+        (body["total"], table["total"]),
+    ]:
+        where = want.get("name", "total")
+        for field in ("ecabinet_meetings_period", "ecabinet_meetings_total"):
+            assert got[field] == want[field], (where, field)
+        for cell, field in USAGE_RATES.items():
+            # The report's 2 decimals are the seed's figure exactly ("98" is 98.00).
+            assert Decimal(str(got[cell]["percent"])) == Decimal(want[field]), (where, cell)
+    # The total row is sum over sum: the events' own recount, not a mean of the rows' rates.
+    signed, email = software_usage_fractions(table)
+    assert (
+        body["total"]["signed_documents"]["numerator"],
+        body["total"]["signed_documents"]["denominator"],
+    ) == (
+        sum(k for k, _ in signed.values()),
+        sum(n for _, n in signed.values()),
+    )
+    assert body["total"]["official_email"]["denominator"] == sum(n for _, n in email.values())
+    assert body["total"]["name"] == "TỔNG" and body["rows"][0]["name"] == "Sở Giáo dục và Đào tạo"
+
+    text = report(pipeline, "software-usage", None, "csv", **span).content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][2] == "Hợp không giấy qua phần mềm Ecabinet (từ 21/3- 20/4/2024)"
+    assert rows[1][:3] == ["1", "Sở Giáo dục và Đào tạo", "0"]
+    assert rows[-1][2:] == ["139", "4145", "88.8", "100", "86.35"]
+    xlsx = report(pipeline, "software-usage", None, "xlsx", **span).content
+    sheet = load_workbook(io.BytesIO(xlsx)).active
+    assert sheet is not None
+    values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert len(values) == 2 + len(table["rows"]) + 1
+    assert values[-1][2:] == [139, 4145, 88.8, 100, 86.35]
+
+    # The staff as they stand on `to`: statuses changed after it (each staff member flipped,
+    # at the unit that owns the record) leave the table up to `to` as it was, and show in a
+    # report up to a later day.
+    voided = {e["attributes"]["voids"] for e in events if "voids" in e.get("attributes", {})}
+    statuses = [
+        e for e in events if e["type"] == "staff.email_status" and e["event_id"] not in voided
+    ]
+    latest: dict[str, dict[str, Any]] = {}
+    for e in sorted(statuses, key=lambda e: e["occurred_at"]):
+        latest[e["subject_id"]] = e
+    flipped = [
+        {
+            **e,
+            "event_id": f"{e['event_id']}-flip",
+            "occurred_at": "2024-04-25T10:00:00+07:00",
+            "attributes": {"status": "inactive"},
+        }
+        for e in list(latest.values())[:40]
+        if e["attributes"]["status"] == "active"
+    ]
+    assert flipped
+    asyncio.run(post_many(pipeline, flipped))
+    pipeline.wait_reflected(timeout_s=120)
+    again = report(pipeline, "software-usage", None, **span).json()
+    assert again["total"]["official_email"] == body["total"]["official_email"]
+    assert again["rows"] == body["rows"]
+    after = report(pipeline, "software-usage", None, **{"from": "2024-04-22", "to": "2024-04-30"})
+    email_after = after.json()["total"]["official_email"]
+    assert email_after["denominator"] == body["total"]["official_email"]["denominator"]
+    assert email_after["numerator"] == body["total"]["official_email"]["numerator"] - len(flipped)
+
+    # A later range: none of the April documents, every meeting so far still in the total.
+    later = report(pipeline, "software-usage", None, **{"from": "2024-04-22", "to": "2024-04-30"})
+    total = later.json()["total"]
+    assert (total["ecabinet_meetings_period"], total["ecabinet_meetings_total"]) == (0, 4145 + 33)
+    assert total["signed_documents"]["denominator"] == 0
+    reversed_ = httpx.get(
+        pipeline.url("api", "/v1/reports/software-usage"),
+        params={"from": "2024-04-20", "to": "2024-03-21"},
+        headers=pipeline.headers(),
+    )
+    assert reversed_.status_code == 422
+
+
+def test_hotline_1022_figures_are_reproduced(pipeline: Pipeline) -> None:
+    events = hotline_events("so-tt-tt", seed=401)
+    asyncio.run(post_many(pipeline, events + events[::7]))
+    pipeline.wait_reflected(timeout_s=120)
+    period = f"range:{HOTLINE_1022['from']}..{HOTLINE_1022['to']}"
+    got = {
+        metric: pipeline.total("binh-phuoc", metric, period)["value"]
+        for metric in HOTLINE_1022
+        if metric.startswith("hotline.")
+    }
+    assert got == {
+        "hotline.received": 360,
+        "hotline.processed": 351,
+        "hotline.in_progress": 9,
+        "hotline.answered_by_operator": 329,
+        "hotline.forwarded": 31,
+    }
+    # The tickets of the days just before and after the range count on their own days only.
+    everything = {
+        metric: pipeline.total("so-tt-tt", metric, "all")["value"]
+        for metric in ("hotline.received", "hotline.in_progress", "hotline.forwarded")
+    }
+    assert everything == {
+        "hotline.received": 364,
+        "hotline.in_progress": 11,
+        "hotline.forwarded": 33,
+    }
+    indicators = httpx.get(pipeline.url("api", "/v1/indicators"), headers=pipeline.headers())
+    named = {i["id"]: i["name_vi"] for i in indicators.json() if i["id"].startswith("hotline.")}
+    assert named["hotline.forwarded"] == "Tin chuyển các ngành xử lý" and len(named) == 5

@@ -221,8 +221,8 @@ def test_every_event_posted_two_or_three_times_concurrently(line: Pipeline) -> N
         batches=batches_of(copies),
         concurrency=6,
     )
-    # What is kept per event (the retention story in the README rests on these figures),
-    # measured here, where nothing was broken and every event was offered more than once.
+    # What is kept per event (the retention story in docs/operations/recovery.md rests on these
+    # figures), measured here, where nothing was broken and every event was offered more than once.
     use = storage_use(
         line.stack.mongodb_uri,
         line.env["MONGODB_DB"],

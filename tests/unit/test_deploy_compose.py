@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from deploy.compose import files, healthcheck, image
-from deploy.local.stack import kafka_version
+from deploy.local.stack import CLUSTER_DURABILITY, KafkaNode, kafka_properties, kafka_version
 from shared.settings import Settings
 
 REPO = files.REPO
@@ -111,8 +111,8 @@ def test_production_refuses_to_start_without_its_secrets() -> None:
     assert {"ADMIN_TOKEN", "MONGO_APP_PASSWORD", "MONGO_ROOT_PASSWORD"} <= required
     with pytest.raises(files.MissingVariable):
         files.load(files.PRODUCTION, {})
-    # Every variable is in the example `.env` the README tells the operator to copy, and the
-    # example names nothing the file does not use.
+    # Every variable is in the example `.env` that docs/operations/deployment.md tells the
+    # operator to copy, and the example names nothing the file does not use.
     assert set(variables) == set(files.read_env_file())
     # The laptop file starts with nothing set.
     assert not {op for op in files.variables(files.DEVELOPMENT).values() if op in (":?", "?")}
@@ -202,6 +202,48 @@ def test_the_compose_brokers_run_the_kafka_version_the_local_broker_runs(which: 
     }
     assert images
     assert set(images.values()) == {f"apache/kafka:{kafka_version()}"}, images
+
+
+def broker_properties(service: dict[str, Any]) -> dict[str, str]:
+    """The server properties the apache/kafka image makes of a service's KAFKA_* variables
+    (KAFKA_MIN_INSYNC_REPLICAS is min.insync.replicas)."""
+    env = service.get("environment") or {}
+    return {
+        key[len("KAFKA_") :].lower().replace("_", "."): str(value)
+        for key, value in env.items()
+        if key.startswith("KAFKA_") and key not in ("KAFKA_HEAP_OPTS", "KAFKA_NODE_ID")
+    }
+
+
+def test_production_brokers_have_the_three_node_tests_kraft_settings(tmp_path: Path) -> None:
+    """The cluster the fault suite kills a node of (tests/faults/test_cluster.py) is the
+    production topology: the same roles, listeners' names, quorum size and durability."""
+    nodes = tuple(KafkaNode(n, 9092, 9093) for n in (1, 2, 3))
+    local = dict(
+        line.split("=", 1) for line in kafka_properties(9092, 9093, tmp_path, 1, nodes).splitlines()
+    )
+    brokers = {
+        name: broker_properties(s)
+        for name, s in services("production").items()
+        if str(s.get("image", "")).startswith("apache/kafka:")
+    }
+    assert len(brokers) == len(nodes)
+    compared = [
+        "process.roles",
+        "controller.listener.names",
+        "inter.broker.listener.name",
+        "listener.security.protocol.map",
+        "auto.create.topics.enable",
+        *CLUSTER_DURABILITY,
+    ]
+    for name, production in brokers.items():
+        assert {key: production.get(key) for key in compared} == {
+            key: local[key] for key in compared
+        }, name
+        voters = production["controller.quorum.voters"].split(",")
+        assert [v.split("@")[0] for v in voters] == [
+            v.split("@")[0] for v in local["controller.quorum.voters"].split(",")
+        ], name
 
 
 @pytest.mark.parametrize("which", COMPOSE)

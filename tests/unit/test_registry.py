@@ -64,8 +64,23 @@ def contributions_before_the_registry(event: Event) -> dict[str, int]:
             return {}
 
 
+# The event types there were before the registry (the shipped one has more since).
+TYPES_BEFORE_THE_REGISTRY = (
+    "cccd.issued",
+    "certification.status",
+    "eid.activated",
+    "event.voided",
+    "filing.processed",
+    "filing.submitted",
+    "payment.failed",
+    "payment.succeeded",
+    "sim.registered",
+    "smartphone.replaced",
+)
+
+
 def shipped_event(rng: random.Random, number: int) -> Event:
-    kind = rng.choice(sorted(shipped_registry().event_types))
+    kind = rng.choice(TYPES_BEFORE_THE_REGISTRY)
     body: dict[str, Any] = {
         "event_id": f"e{number}",
         "type": kind,
@@ -162,8 +177,7 @@ def random_registry(rng: random.Random) -> dict[str, Any]:
             for n, r in attributes.items()
             if r["required"] and r["type"] == "string" and definition["subject"] == "required"
         ]
-        state_types = {x["event_type"] for x in indicators if x["kind"] == "state"}
-        if status_attributes and state_types <= {definition["type"]}:
+        if status_attributes:  # any number of types may have states, each its own records
             kinds.append("state")
         kind = rng.choice(kinds)
         body: dict[str, Any] = {"id": f"i{i}", "kind": kind, "event_type": definition["type"]}
@@ -429,7 +443,7 @@ def test_event_type_changes_may_only_widen() -> None:
 def test_events_are_validated_by_the_registry_given() -> None:
     registry = shipped_registry().with_event_type(
         event_type_from_json(
-            "meeting.held",
+            "training.held",
             {
                 "attributes": {
                     "paperless": {"type": "boolean", "required": True},
@@ -440,13 +454,13 @@ def test_events_are_validated_by_the_registry_given() -> None:
     )
     body = {
         "event_id": "m1",
-        "type": "meeting.held",
+        "type": "training.held",
         "unit_id": "c",
         "occurred_at": "2024-04-22T09:00:00+07:00",
         "attributes": {"paperless": True, "platform": "ecabinet"},
     }
-    assert Event.model_validate(body, context={"registry": registry}).type == "meeting.held"
-    with pytest.raises(ValueError, match=r"unknown event type 'meeting\.held'"):
+    assert Event.model_validate(body, context={"registry": registry}).type == "training.held"
+    with pytest.raises(ValueError, match=r"unknown event type 'training\.held'"):
         Event.model_validate(body)
     with pytest.raises(ValueError, match=r"attributes\.paperless"):
         Event.model_validate(

@@ -95,12 +95,17 @@ const METRIC_NAMES = {
     "filing.services_with_online_share": "Online services with online filings",
   },
 };
-const RATES = new Set(Object.keys(METRIC_NAMES.vi).filter((m) => m.includes("rate") || m.includes("share")));
+// Every indicator's names and kind, from the registry (GET /v1/indicators): one an admin
+// defined a moment ago is named and shown as a rate or a count like the shipped ones. The short
+// labels above stay the shipped indicators' names on this screen.
+const RATE_KINDS = new Set(["rate", "online_services_share"]);
+const isRate = (m) => RATE_KINDS.has(state.indicators[m]?.kind) || m.endsWith("_rate") || m.endsWith("_share");
 
 const state = {
   lang: localStorage.getItem(LANG_KEY) || "vi",
   token: sessionStorage.getItem(TOKEN_KEY),
   campaigns: [],
+  indicators: {},
   view: { campaign: null, date: null, unit: "binh-phuoc", metric: null },
   data: {},
   asOf: null,
@@ -113,7 +118,8 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 const t = (key) => T[state.lang][key] ?? key;
-const metricName = (m) => METRIC_NAMES[state.lang][m] ?? m;
+const metricName = (m) =>
+  METRIC_NAMES[state.lang][m] ?? state.indicators[m]?.[state.lang === "vi" ? "name_vi" : "name_en"] ?? m;
 
 // -- formatting: Vietnamese writes 518.898 and 103,37% -----------------------------------------
 
@@ -134,7 +140,7 @@ function fmtDec(value, places) {
   return sign + grouped + (frac ? (state.lang === "vi" ? "," : ".") + frac : "");
 }
 const fmtPct = (percent) => (percent === null || percent === undefined ? "—" : fmtDec(percent, 2) + "%");
-const fmtValue = (metric, v) => (RATES.has(metric) ? (v === null ? "—" : fmtPct(v * 100)) : fmtInt(v));
+const fmtValue = (metric, v) => (isRate(metric) ? (v === null ? "—" : fmtPct(v * 100)) : fmtInt(v));
 const dashIfZero = (v) => (v ? fmtInt(v) : "-"); // as the seed tables write an empty cell
 function fmtDate(iso) {
   if (!iso) return "—";
@@ -217,7 +223,9 @@ async function start() {
   applyLanguage();
   if (!state.token) return showLogin();
   try {
-    state.campaigns = await api("/v1/campaigns");
+    const [campaigns, indicators] = await Promise.all([api("/v1/campaigns"), api("/v1/indicators")]);
+    state.campaigns = campaigns;
+    state.indicators = Object.fromEntries(indicators.map((i) => [i.id, i]));
   } catch (err) {
     if (err instanceof Unauthorized) return showLogin(t("bad_token"));
     setConn("lost");
@@ -436,7 +444,7 @@ function bar(p) {
   const fill = h("div", { class: "fill" });
   fill.style.width = percent + "%";
   wrap.append(fill);
-  if (p.expected !== null && p.target && !RATES.has(p.metric)) {
+  if (p.expected !== null && p.target && !isRate(p.metric)) {
     const marker = h("div", { class: "marker", title: t("expected") });
     marker.style.left = Math.min((100 * p.expected) / p.target, 100) + "%";
     wrap.append(marker);
@@ -445,7 +453,7 @@ function bar(p) {
 }
 
 function card(p) {
-  const rate = RATES.has(p.metric);
+  const rate = isRate(p.metric);
   const details = [];
   if (p.expected !== null && !rate) details.push(`${t("expected")}: ${fmtInt(p.expected)}`);
   if (p.pace_needed_per_day !== null && p.pace_needed_per_day !== undefined)
