@@ -167,6 +167,7 @@ def fold(text: str) -> str:
 class UnitNames:
     def __init__(self, units: Sequence[Unit]) -> None:
         self.ids = {unit.id for unit in units}
+        self.units = {unit.id: unit for unit in units}
         self.by_name: dict[str, set[str]] = {}
         prefixes = tuple(fold(p) + " " for p in LEVEL_PREFIXES)
         for unit in units:
@@ -177,12 +178,17 @@ class UnitNames:
                     if key.startswith(prefix):
                         self.by_name.setdefault(key[len(prefix) :], set()).add(unit.id)
 
-    def resolve(self, given: str) -> tuple[str | None, str | None]:
+    def resolve(self, given: str, on: date | None = None) -> tuple[str | None, str | None]:
         """(unit id, None), or (None, the reason it is refused). A value shaped as an id but
-        not in the shipped catalog is sent as it is: ingest knows the units added since."""
+        not in the shipped catalog is sent as it is: ingest knows the units added since. A name
+        two units share (an old commune and the ward of 2025 that took its name) is the one
+        that existed `on` the event's day, when only one did."""
         if given in self.ids:
             return given, None
         found = self.by_name.get(fold(given), set())
+        if len(found) > 1 and on is not None:
+            existing = {unit_id for unit_id in found if self.units[unit_id].valid_on(on)}
+            found = existing if len(existing) == 1 else found
         if len(found) == 1:
             return next(iter(found)), None
         if len(found) > 1:
@@ -193,6 +199,15 @@ class UnitNames:
 
 
 # -- a row into an event -------------------------------------------------------------------------
+
+
+def _local_day(occurred_at: Any) -> date | None:
+    """The local day of an `occurred_at` as sent, if it reads as one (ingest judges the rest)."""
+    try:
+        moment = datetime.fromisoformat(str(occurred_at))
+    except ValueError:
+        return None
+    return moment.astimezone(LOCAL).date() if moment.tzinfo else None
 
 
 def _text(value: Any) -> str:
@@ -292,7 +307,7 @@ def to_event(
     missing = [name for name in ("event_id", "type", "unit_id", "occurred_at") if name not in event]
     if missing:
         return Row(number, event, f"missing {', '.join(missing)}")
-    unit_id, refused = units.resolve(event["unit_id"])
+    unit_id, refused = units.resolve(event["unit_id"], _local_day(event["occurred_at"]))
     if refused:
         return Row(number, event, f"unit_id: {refused}")
     event["unit_id"] = unit_id

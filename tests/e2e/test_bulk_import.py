@@ -148,13 +148,13 @@ def test_an_xlsx_with_bad_rows_interrupted_and_resumed(
     sheet.title = "Tháng 4"
     sheet.append(["ID", "Loại", "Đơn vị", "Ngày giờ", "Số tiền", "Loại thu", "Mức"])
     rows: list[list[Any]] = [
-        [1001, "eid.activated", "Xã Tân Tiến", datetime(2024, 4, 22, 8, 0), None, None, 2],
+        [1001, "eid.activated", "Xã Thanh Hòa", datetime(2024, 4, 22, 8, 0), None, None, 2],
         [1002, "eid.activated", "xa thuan phu", datetime(2024, 4, 22, 9, 0), None, None, 1],
         [1003, "payment.succeeded", "dong-xoai", datetime(2024, 4, 21, 9), 120000, "fee", None],
         [1004, "eid.activated", "Nowhere", datetime(2024, 4, 22, 9, 0), None, None, 2],  # 5
         [1005, "eid.activated", "bu-dop-tan-tien", "22/04/2024", None, None, 2],  # 6: date
         [1006, "payment.succeeded", "dong-xoai", datetime(2024, 4, 21, 10), -1, "fee", None],
-        [1001, "eid.activated", "Xã Tân Tiến", datetime(2024, 4, 22, 10), None, None, 2],  # 8
+        [1001, "eid.activated", "Xã Thanh Hòa", datetime(2024, 4, 22, 10), None, None, 2],  # 8
         [1008, "payment.succeeded", "Sở Y tế", datetime(2024, 4, 20, 9), 80000, "nvtc", None],
         [1009, "eid.activated", "Thị xã Phước Long", datetime(2024, 4, 19, 9), None, None, 2],
         [1010, "eid.activated", "loc-ninh", datetime(2024, 4, 18, 9), None, None, 1],
