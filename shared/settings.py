@@ -181,6 +181,10 @@ class Settings(BaseSettings):
     # (shared/adapters/serve.py). 30 s carries 1 MiB over 280 kbit/s.
     http_header_timeout_s: float = Field(default=10.0, gt=0)
     http_body_timeout_s: float = Field(default=30.0, gt=0)
+    # How long a stopping service lets its in-flight requests finish (SIGTERM); those still
+    # running then are answered 503 (serve.py). Below the 25-30 s supervisors wait before a
+    # kill -9 (make run, Docker's and Kubernetes' defaults are 10 and 30: set it under 10 there).
+    graceful_stop_s: int = Field(default=20, gt=0)
 
     @model_validator(mode="after")
     def _admin_token_from_file(self) -> Settings:

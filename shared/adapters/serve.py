@@ -152,11 +152,58 @@ def frozen_after_startup(app: Any) -> Any:
     return frozen_after_startup
 
 
+_CUT_SHORT_BODY = json.dumps(
+    {"detail": "the service stopped before it could answer; nothing is lost, retry later"}
+).encode()
+
+
+def unavailable_when_cut_short(app: Any) -> Any:
+    """`app`, answering `503` with `Retry-After` to a request whose handler is cancelled before
+    it answered. uvicorn cancels the handlers still running when a stop's drain outlasts
+    `timeout_graceful_shutdown` and answers them with a bare `500`: a client would take that
+    for a refusal of its events, while they are only unanswered (event ids make a retry safe,
+    whether or not they reached the log)."""
+
+    async def unavailable_when_cut_short(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = False
+
+        async def noting_start(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await app(scope, receive, noting_start)
+        except asyncio.CancelledError:
+            if not started:
+                log.warning("%s %s cut short by the stop", scope.get("method"), scope.get("path"))
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 503,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(_CUT_SHORT_BODY)).encode()),
+                            (b"retry-after", b"1"),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": _CUT_SHORT_BODY})
+            raise
+
+    return unavailable_when_cut_short
+
+
 def serve(app: Any, port: int) -> None:
     signal.signal(signal.SIGTERM, _exit_after_drain)
     settings = get_settings()
     uvicorn.run(
-        frozen_after_startup(app),
+        unavailable_when_cut_short(frozen_after_startup(app)),
         http=DeadlineProtocol.with_timeouts(
             settings.http_header_timeout_s, settings.http_body_timeout_s
         ),
@@ -171,5 +218,5 @@ def serve(app: Any, port: int) -> None:
         # HSTS): the gateway in front of the compose stack; unset, only 127.0.0.1.
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS"),
         # SIGTERM lets in-flight requests finish before the process exits.
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=settings.graceful_stop_s,
     )

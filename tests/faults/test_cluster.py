@@ -1,9 +1,9 @@
 """The production topology on genuine Apache Kafka: three KRaft nodes, replication 3,
 `min.insync.replicas` 2, acks=all (docker-compose.yml; deploy/local/stack.py's
 CLUSTER_DURABILITY). One node is killed with kill -9 and later restarted while 100,000 events
-stream through ingest: nothing acknowledged is lost or counted twice, ingest answers only 202
-or 503 meanwhile, and counting goes on without a restart of our services. Then the same with
-the node that holds the active controller."""
+(`FAULT_EVENTS`) stream through ingest: nothing acknowledged is lost or counted twice, ingest
+answers only 202 or 503 meanwhile, and counting goes on without a restart of our services.
+Then the same with the node that holds the active controller."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Nothing lost, nothing counted twice: each scenario drives 100,000 events through the real
-ingest service while something breaks for real, then holds every stored total against an
-independent recount of the events acknowledged with 202.
+"""Nothing lost, nothing counted twice: each scenario drives 100,000 events (`FAULT_EVENTS` to
+try another size) through the real ingest
+service while something breaks for real, then holds every stored total against an independent
+recount of the events acknowledged with 202.
 
 Each verdict (sent, acknowledged, counted, difference) is printed and appended to
 tests/artifacts/faults.jsonl.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -37,7 +39,7 @@ from tests.faults.harness import (
     verdict,
 )
 
-EVENTS = 100_000
+EVENTS = int(os.environ.get("FAULT_EVENTS", "100000"))
 # A live stream: events of the last two weeks, late ones included (DOMAIN: "may be days late").
 SPAN_DAYS = 14
 
@@ -59,10 +61,14 @@ def run_scenario(
         batches or batches_of(events),
         concurrency,
     )
-    break_things(background)
-    delivery = background.join()
-    delivered_s = time.monotonic() - started
-    line.wait_reflected(timeout_s=240)
+    try:
+        break_things(background)
+        delivery = background.join()
+        delivered_s = time.monotonic() - started
+        line.wait_reflected(timeout_s=240)
+    except BaseException:
+        print_log_tails(line)
+        raise
     print(
         f"{name}: delivered in {delivered_s:.1f} s, counted in {time.monotonic() - started:.1f} s"
     )
@@ -72,6 +78,13 @@ def run_scenario(
     assert result.acknowledged == EVENTS, result
     assert result.cells_wrong == [], result
     assert result.difference == 0, result
+
+
+def print_log_tails(line: Pipeline, lines: int = 40) -> None:
+    """What the services wrote last: a failed scenario's clue, in the CI log that keeps it."""
+    for log in sorted(line.stack.log_dir.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- the last {len(tail)} lines of {log}", *tail, sep="\n")
 
 
 def restart(line: Pipeline, service: str, *, crash: bool, pause_s: float = 0.3) -> None:

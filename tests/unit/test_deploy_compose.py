@@ -308,9 +308,10 @@ def test_the_aggregator_scales_within_the_partitions() -> None:
 
 def uvicorn_drain_s() -> float:
     source = (REPO / "shared/adapters/serve.py").read_text()
-    found = re.search(r"timeout_graceful_shutdown=(\d+)", source)
-    assert found, "serve.py no longer sets uvicorn's graceful-shutdown timeout"
-    return float(found[1])
+    assert "timeout_graceful_shutdown=settings.graceful_stop_s" in source, (
+        "serve.py no longer sets uvicorn's graceful-shutdown timeout"
+    )
+    return float(Settings.model_fields["graceful_stop_s"].default)
 
 
 @pytest.mark.parametrize("which", COMPOSE)
