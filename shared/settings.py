@@ -182,8 +182,8 @@ class Settings(BaseSettings):
     http_header_timeout_s: float = Field(default=10.0, gt=0)
     http_body_timeout_s: float = Field(default=30.0, gt=0)
     # How long a stopping service lets its in-flight requests finish (SIGTERM); those still
-    # running then are answered 503 (serve.py). Below the 25-30 s supervisors wait before a
-    # kill -9 (make run, Docker's and Kubernetes' defaults are 10 and 30: set it under 10 there).
+    # running then are answered 503 (serve.py). Keep it below what the supervisor waits before
+    # a kill -9: 25 s in make run and the tests, the compose files' stop_grace_period.
     graceful_stop_s: int = Field(default=20, gt=0)
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from typing import Any
 
 import h11
 import uvicorn
+from starlette.responses import JSONResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from shared.settings import get_settings
@@ -152,11 +153,6 @@ def frozen_after_startup(app: Any) -> Any:
     return frozen_after_startup
 
 
-_CUT_SHORT_BODY = json.dumps(
-    {"detail": "the service stopped before it could answer; nothing is lost, retry later"}
-).encode()
-
-
 def unavailable_when_cut_short(app: Any) -> Any:
     """`app`, answering `503` with `Retry-After` to a request whose handler is cancelled before
     it answered. uvicorn cancels the handlers still running when a stop's drain outlasts
@@ -181,19 +177,13 @@ def unavailable_when_cut_short(app: Any) -> Any:
         except asyncio.CancelledError:
             if not started:
                 log.warning("%s %s cut short by the stop", scope.get("method"), scope.get("path"))
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 503,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(_CUT_SHORT_BODY)).encode()),
-                            (b"retry-after", b"1"),
-                            (b"connection", b"close"),
-                        ],
-                    }
+                detail = "the service stopped before it could answer; nothing is lost, retry later"
+                cut_short = JSONResponse(
+                    {"detail": detail},
+                    503,
+                    headers={"Retry-After": "1", "Connection": "close"},
                 )
-                await send({"type": "http.response.body", "body": _CUT_SHORT_BODY})
+                await cut_short(scope, receive, send)
             raise
 
     return unavailable_when_cut_short

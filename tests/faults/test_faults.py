@@ -1,7 +1,6 @@
 """Nothing lost, nothing counted twice: each scenario drives 100,000 events (`FAULT_EVENTS` to
-try another size) through the real ingest
-service while something breaks for real, then holds every stored total against an independent
-recount of the events acknowledged with 202.
+try another size) through the real ingest service while something breaks for real, then holds
+every stored total against an independent recount of the events acknowledged with 202.
 
 Each verdict (sent, acknowledged, counted, difference) is printed and appended to
 tests/artifacts/faults.jsonl.

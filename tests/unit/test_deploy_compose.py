@@ -306,12 +306,13 @@ def test_the_aggregator_scales_within_the_partitions() -> None:
 # -- ports, health checks, stopping -------------------------------------------------------------
 
 
-def uvicorn_drain_s() -> float:
+def uvicorn_drain_s(settings: Settings) -> float:
+    """The drain of a service run with `settings` (its compose environment's)."""
     source = (REPO / "shared/adapters/serve.py").read_text()
     assert "timeout_graceful_shutdown=settings.graceful_stop_s" in source, (
         "serve.py no longer sets uvicorn's graceful-shutdown timeout"
     )
-    return float(Settings.model_fields["graceful_stop_s"].default)
+    return float(settings.graceful_stop_s)
 
 
 @pytest.mark.parametrize("which", COMPOSE)
@@ -321,7 +322,7 @@ def test_ports_and_health_checks_are_coherent(which: str) -> None:
         env = files.environment(service)
         settings = settings_from(env)
         grace = files.duration_s(str(service["stop_grace_period"]))
-        assert grace > uvicorn_drain_s(), f"{name}: stopped before it drained"
+        assert grace > uvicorn_drain_s(settings), f"{name}: stopped before it drained"
         assert str(service.get("stop_signal", "SIGTERM")) == "SIGTERM"
         if name not in ROLES:
             assert service["restart"] == "no", f"{name} is a one-shot job"
