@@ -13,9 +13,12 @@ PY := $(VENV)/bin/python
 run: install
 	@PYTHONPATH=. $(PY) -m deploy.local.run
 
+# Two pytest workers (TEST_WORKERS): a test file runs whole on one, beside the other's; the
+# suite's servers and pipelines are each worker's own (free ports, fresh topics and databases).
+TEST_WORKERS ?= 2
 test: install browser
 	@$(MAKE) --no-print-directory lint
-	@PYTHONPATH=. $(PY) -m pytest tests/faults tests/e2e tests/unit $(PYTEST_ARGS)
+	@PYTHONPATH=. $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/faults tests/e2e tests/unit $(PYTEST_ARGS)
 
 # The fault-injection suite alone (issue 4; `make test` runs it first, on servers of its own
 # that are gone before the rest starts): 100,000 events per scenario, 7 scenarios.
