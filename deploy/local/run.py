@@ -7,12 +7,14 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import FrameType
 
+from deploy.demo import DEMO_DAY, DemoStopped, dashboard_url, run_demo
 from deploy.local.dashboard import viewer_token
 from deploy.local.prometheus import start_prometheus, write_config
 from deploy.local.stack import LOCAL, REPO, LocalStack, PortInUse, Process, kafka_version
@@ -37,6 +39,27 @@ def admin_token(data_dir: Path) -> str:
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return token
+
+
+def post_demo(api_url: str, ingest_url: str, token: str, stopping: threading.Event) -> None:
+    try:
+        run_demo(
+            api_url,
+            ingest_url,
+            token,
+            say=lambda line: print(line, flush=True),
+            stopping=stopping,
+        )
+    except DemoStopped:
+        return
+    except Exception as exc:  # the stack stays up; the demo can be posted again
+        print(f"demo: stopped: {exc!r} (python -m deploy.demo posts it again)", flush=True)
+        return
+    print(
+        f"\ndemo: the province on {DEMO_DAY}: {dashboard_url(api_url)}"
+        "\n      (sign in with the viewer token above; Ctrl-C stops everything)",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -134,6 +157,17 @@ Try:
 Ctrl-C stops everything.""",
         flush=True,
     )
+    # `make demo` (DEMO=1): the seed report's events, posted beside the supervision below so
+    # that a service that dies meanwhile is restarted (the demo's batches are retried).
+    demo_stopping = threading.Event()
+    if env.get("DEMO", "") not in ("", "0"):
+        api_url = f"http://127.0.0.1:{ports['api']}"
+        threading.Thread(
+            target=post_demo,
+            args=(api_url, f"http://127.0.0.1:{ports['ingest']}", token, demo_stopping),
+            name="demo",
+            daemon=True,
+        ).start()
     # Supervision, as an orchestrator would do it: whatever of ours dies (a service, the
     # broker, the database) is restarted, with a backoff that doubles on each quick death and
     # resets after a minute of good health. A broker or database that does not come back in
@@ -190,6 +224,7 @@ Ctrl-C stops everything.""",
                     restart_at[name] = time.monotonic() + backoff[name]
                     backoff[name] = min(backoff[name] * 2, 60.0)
         time.sleep(0.5)
+    demo_stopping.set()
     print("\nstopping…", flush=True)
     stack.stop_all()
     print("stopped.", flush=True)

@@ -25,6 +25,7 @@ from collections.abc import (
     Callable,
     Hashable,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
@@ -48,6 +49,18 @@ from shared.domain.periods import LocalDate
 from shared.domain.registry import record_prefix
 from shared.domain.units import Unit
 from shared.settings import Settings, get_settings
+
+# Ids per `$in` lookup by `_id`. The local server checks each document found against the whole
+# list, so a lookup costs found × asked: 1,000 duplicate ids in one `$in` took 0.75 s, in
+# chunks of 100 0.12 s (measured on SecantusDB with 784,000 accepted ids: `make demo` run
+# twice). On MongoDB a chunk is one more round trip per 100 ids, nothing more.
+IDS_PER_LOOKUP = 100
+
+
+def id_chunks(ids: Sequence[str], size: int = IDS_PER_LOOKUP) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
 
 Document = dict[str, Any]
 
@@ -400,10 +413,10 @@ class Store:
         subject_ids = sorted(set(subjects_of(partial)))
         if not subject_ids:
             return partial
-        subjects = {
-            doc["_id"]: _record(doc)
-            async for doc in self.subjects.find({"_id": {"$in": subject_ids}}, session=session)
-        }
+        subjects = {}
+        for chunk in id_chunks(subject_ids):
+            async for doc in self.subjects.find({"_id": {"$in": chunk}}, session=session):
+                subjects[doc["_id"]] = _record(doc)
         return Known(counted=counted, voided=frozenset(voided), subjects=subjects)
 
     async def apply(
@@ -642,7 +655,11 @@ class Store:
         """The month documents of `ids` that exist, with their days only if asked (a
         document's days are most of its bytes)."""
         projection = {"u": 1, "m": 1, "t": 1, **({"d": 1} if days else {})}
-        return [doc async for doc in self.totals.find({"_id": {"$in": ids}}, projection)]
+        return [
+            doc
+            for chunk in id_chunks(ids)
+            async for doc in self.totals.find({"_id": {"$in": chunk}}, projection)
+        ]
 
     async def daily_totals(
         self, unit_id: str, first: date, last: date
@@ -802,9 +819,10 @@ class Store:
         """Each unit's own share of these months (`shared.domain.bounds`), by metric."""
         ids = sorted({f"{unit_id}|{month}" for unit_id, month in cells})
         result: dict[OwnCell, dict[str, int]] = {}
-        async for doc in self.totals.find({"_id": {"$in": ids}}, {"u": 1, "m": 1, "o": 1}):
-            own = doc.get("o") or {}
-            result[(doc["u"], doc["m"])] = {metric_name(k): int(v) for k, v in own.items()}
+        for chunk in id_chunks(ids):
+            async for doc in self.totals.find({"_id": {"$in": chunk}}, {"u": 1, "m": 1, "o": 1}):
+                own = doc.get("o") or {}
+                result[(doc["u"], doc["m"])] = {metric_name(k): int(v) for k, v in own.items()}
         return result
 
     async def records_of(self, event_type: str) -> list[SubjectState]:
@@ -824,11 +842,12 @@ class Store:
             return {}
         await self.follow_generation(max_age_s=1.0)
         owners = {}
-        async for doc in self.subjects.find({"_id": {"$in": wanted}}):
-            # A record stored before owners were kept: its first entry's unit owns it.
-            owner = doc.get("o") or (doc["entries"][0][3] if doc.get("entries") else None)
-            if owner is not None:
-                owners[doc["_id"]] = str(owner)
+        for chunk in id_chunks(wanted):
+            async for doc in self.subjects.find({"_id": {"$in": chunk}}):
+                # A record stored before owners were kept: its first entry's unit owns it.
+                owner = doc.get("o") or (doc["entries"][0][3] if doc.get("entries") else None)
+                if owner is not None:
+                    owners[doc["_id"]] = str(owner)
         return owners
 
     async def already_accepted(self, ids: Sequence[str]) -> set[str]:
@@ -836,8 +855,11 @@ class Store:
             return set()
         # One small document per id: a batch-sized document would be returned whole for every
         # id found in it (measured: 7.9 s instead of 0.5 s for 900 duplicates of 1,000).
-        query = {"_id": {"$in": sorted(set(ids))}}
-        return {doc["_id"] async for doc in self.accepted.find(query, {"_id": 1})}
+        return {
+            doc["_id"]
+            for chunk in id_chunks(sorted(set(ids)))
+            async for doc in self.accepted.find({"_id": {"$in": chunk}}, {"_id": 1})
+        }
 
     async def remember_accepted(self, ids: Sequence[str]) -> None:
         if not ids:

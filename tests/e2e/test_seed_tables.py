@@ -6,20 +6,17 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 from openpyxl import load_workbook
 
-from shared.domain.periods import LocalDate
-from tests.conftest import Pipeline, post_many
-from tests.replay import (
+from deploy.demo.seed_events import (
     HOTLINE_1022,
     hotline_events,
+    load_table,
     online_service_events,
     online_share_fractions,
     payment_events,
@@ -27,23 +24,20 @@ from tests.replay import (
     software_usage_events,
     software_usage_fractions,
 )
-
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "seed_tables"
+from deploy.demo.seed_events import units_under as places_under
+from shared.domain.periods import LocalDate
+from tests.conftest import Pipeline, post_many
 
 
 def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / name).read_text("utf-8"))
-    return data
+    return load_table(name)
 
 
 def units_under(pipeline: Pipeline) -> dict[str, list[str]]:
     """Each unit and its communes: where its events are posted, to exercise the rollups."""
-    units = httpx.get(pipeline.url("api", "/v1/units"), headers=pipeline.headers()).json()
-    places: dict[str, list[str]] = {u["id"]: [u["id"]] for u in units}
-    for unit in units:
-        if unit["level"] == "commune":
-            places[unit["parent_id"]].append(unit["id"])
-    return places
+    return places_under(
+        httpx.get(pipeline.url("api", "/v1/units"), headers=pipeline.headers()).json()
+    )
 
 
 def report(

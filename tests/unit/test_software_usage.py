@@ -3,13 +3,19 @@ report's rows, and the generators that replay the seed's figures."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
+from deploy.demo.seed_events import (
+    HOTLINE_1022,
+    hotline_events,
+    load_table,
+    rounds_to,
+    software_usage_events,
+    software_usage_fractions,
+)
 from shared.adapters.tables import software_usage_table
 from shared.domain.certification import StatusEntry, SubjectState, states_on
 from shared.domain.events import Event
@@ -18,13 +24,6 @@ from shared.domain.ledger import Known, fold, subjects_to_look_up
 from shared.domain.registry import record_key, shipped_registry
 from shared.domain.reports import ShareCell, software_usage_row, software_usage_total
 from shared.domain.units import Unit, UnitLevel, UnitTree
-from tests.replay import (
-    HOTLINE_1022,
-    hotline_events,
-    rounds_to,
-    software_usage_events,
-    software_usage_fractions,
-)
 
 ICT = timezone(timedelta(hours=7))
 TREE = UnitTree(
@@ -34,9 +33,7 @@ TREE = UnitTree(
         Unit("t", "Sở khác", UnitLevel.DEPARTMENT, "p"),
     ]
 )
-TABLE = json.loads(
-    (Path(__file__).parents[1] / "fixtures/seed_tables/ecabinet_2024-04-20.json").read_text()
-)
+TABLE = load_table("ecabinet_2024-04-20.json")
 
 
 def event(event_id: str, kind: str, day: int, unit: str = "s", **fields: Any) -> Event:

@@ -1,16 +1,46 @@
-"""Generators that turn the province's report tables back into the events that produced them."""
+"""Generators that turn the province's report tables back into the events that produced them.
+
+One piece of code for the replay tests (`tests/e2e/test_seed_tables.py`) and `make demo`: the
+same table and seed give the same events, ids included, so a demo posted twice adds nothing.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 ICT = timezone(timedelta(hours=7))
 UTC = UTC
+SEED_TABLES = Path(__file__).parent / "seed_tables"
+
+
+def load_table(name: str) -> dict[str, Any]:
+    """A transcription of a seed table (`seed_tables/*.json`, with its source lines)."""
+    table: dict[str, Any] = json.loads((SEED_TABLES / name).read_text("utf-8"))
+    return table
+
+
+def event_id(rng: random.Random) -> str:
+    """An id drawn from the generator's own stream: the same seed gives the same ids."""
+    return uuid.UUID(int=rng.getrandbits(128), version=4).hex
+
+
+def units_under(units: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Each unit (as `GET /v1/units` lists them) and its communes: where its events are
+    posted, so that the rollups are exercised."""
+    listed = list(units)
+    places: dict[str, list[str]] = {u["id"]: [u["id"]] for u in listed}
+    for unit in listed:
+        if unit["level"] == "commune" and unit.get("parent_id") in places:
+            places[unit["parent_id"]].append(unit["id"])
+    return places
 
 
 def split_amount(total: int, parts: int, rng: random.Random) -> list[int]:
@@ -47,7 +77,7 @@ def event_maker(rng: random.Random) -> EventMaker:
 
     def event(kind: str, unit: str, day: date, **attributes: Any) -> dict[str, Any]:
         return {
-            "event_id": uuid.uuid4().hex,
+            "event_id": event_id(rng),
             "type": kind,
             "unit_id": unit,
             "occurred_at": instant_on(day, rng),
@@ -98,7 +128,7 @@ def payment_events(
                 for value in split_amount(amount, count, rng):
                     events.append(
                         {
-                            "event_id": uuid.uuid4().hex,
+                            "event_id": event_id(rng),
                             "type": "payment.succeeded",
                             "unit_id": rng.choice(places),
                             "occurred_at": instant_on(rng.choice(spans[span]), rng),
@@ -113,7 +143,7 @@ def payment_events(
             for noise_day in noise_days:
                 events.append(
                     {
-                        "event_id": uuid.uuid4().hex,
+                        "event_id": event_id(rng),
                         "type": "payment.succeeded",
                         "unit_id": rng.choice(places),
                         "occurred_at": instant_on(noise_day, rng),
@@ -123,7 +153,7 @@ def payment_events(
                 )
             events.append(
                 {
-                    "event_id": uuid.uuid4().hex,
+                    "event_id": event_id(rng),
                     "type": "payment.failed",
                     "unit_id": rng.choice(places),
                     "occurred_at": instant_on(report_day, rng),
@@ -451,3 +481,138 @@ def hotline_events(
         ticket(outside + 2 * number + 1, "department", [day], closed=False)
     rng.shuffle(events)
     return events
+
+
+# -- the rest of the seed report, for `make demo` ------------------------------------------------
+
+
+def subtree(units: Iterable[Mapping[str, Any]], root: str) -> list[Mapping[str, Any]]:
+    """The units under `root` (itself included), in the order listed."""
+    listed = list(units)
+    children: dict[str, list[str]] = {}
+    for unit in listed:
+        if unit.get("parent_id"):
+            children.setdefault(unit["parent_id"], []).append(unit["id"])
+    inside, stack = set(), [root]
+    while stack:
+        unit_id = stack.pop()
+        inside.add(unit_id)
+        stack.extend(children.get(unit_id, []))
+    return [u for u in listed if u["id"] in inside]
+
+
+def communes_of(units: Iterable[Mapping[str, Any]], root: str) -> list[str]:
+    return [u["id"] for u in subtree(units, root) if u["level"] == "commune"]
+
+
+def certification_events(
+    table: dict[str, Any], units: Iterable[Mapping[str, Any]], seed: int
+) -> list[dict[str, Any]]:
+    """Records of electronic certification (seed 003, row 460) whose latest statuses on the
+    table's day are its figures: most records are posted at their status of that day, one in
+    twenty with the statuses before it on earlier days, a few reported out of order."""
+    rng = random.Random(seed)
+    event = event_maker(rng)
+    first = date.fromisoformat(table["period"]["from"])
+    last = date.fromisoformat(table["as_of"])
+    span = days(first, last)
+    statuses = ("pending_signature", "pending_seal", "completed", "cancelled", "rejected")
+    earlier = {
+        "pending_signature": [],
+        "pending_seal": ["pending_signature"],
+        "completed": ["pending_signature", "pending_seal"],
+        "cancelled": ["pending_signature"],
+        "rejected": ["pending_signature"],
+    }
+    events: list[dict[str, Any]] = []
+    for row in table["rows"]:
+        places = [u["id"] for u in subtree(units, row["unit_id"]) if u["level"] != "province"]
+        assert sum(row[s] for s in statuses) == row["total"]
+        number = 0
+        for status in statuses:
+            for _ in range(row[status]):
+                subject = f"{row['unit_id']}.cert-{number:06d}"
+                number += 1
+                place = rng.choice(places)  # a record's events are all of one unit
+                steps = earlier[status] if rng.random() < 0.05 else []
+                when = sorted(rng.sample(span[-400:], len(steps) + 1))
+                for step, day in zip([*steps, status], when, strict=True):
+                    events.append(
+                        status_of(event, place, subject, step, day, "certification.status")
+                    )
+    # Mostly in the order they happened, as a live log is; one in twenty late.
+    late = {id(e) for e in events if rng.random() < 0.05}
+    events.sort(key=lambda e: "~" if id(e) in late else e["occurred_at"][:10])
+    return events
+
+
+# Đề án 06 (seed 003, line 177): "518.898/502.000 trường hợp, đạt 103,37%" at the end of the
+# first quarter of 2024, counted since the campaign began on 2022-01-01.
+EID_ACTIVATIONS = {"campaign": "de-an-06-eid-2024", "from": "2022-01-01", "to": "2024-03-31"}
+EID_ACTIVATED_BY_Q1_2024 = 518_898
+
+
+def eid_campaign_events(
+    communes: list[str], seed: int, count: int = EID_ACTIVATED_BY_Q1_2024
+) -> list[dict[str, Any]]:
+    """`count` e-ID activations over the communes from the campaign's start to the end of the
+    quarter, more of them each month as the campaign gathered pace; level 2 for most. In the
+    order they happened, as field apps posted them: a batch then touches a few days' totals,
+    not every day of two years (the aggregator's worst case, BENCHMARKS.md)."""
+    rng = random.Random(seed)
+    span = days(
+        date.fromisoformat(EID_ACTIVATIONS["from"]), date.fromisoformat(EID_ACTIVATIONS["to"])
+    )
+    weights = [1 + i / len(span) * 3 for i in range(len(span))]
+    chosen_days = sorted(rng.choices(span, weights=weights, k=count))
+    return [
+        {
+            "event_id": event_id(rng),
+            "type": "eid.activated",
+            "unit_id": rng.choice(communes),
+            "occurred_at": instant_on(day, rng),
+            "attributes": {"level": 2 if rng.random() < 0.7 else 1},
+        }
+        for day in chosen_days
+    ]
+
+
+# "4 phủ" (seed 003, line 229; Kế hoạch 128/KH-UBND): 90 days from 4 April 2024. Minh Hưng's
+# targets are the seed's (line 203, shipped with the campaign); the other communes' are drawn
+# at its scale, and each is somewhere between lagging and done by the demo's day.
+FOUR_COVERAGES = {"campaign": "4-phu-2024", "from": "2024-04-04", "ends": "2024-07-03"}
+FOUR_COVERAGES_SCALE = {
+    "cccd.issued": 183,
+    "eid.activated": 3308,
+    "sim.registered": 3373,
+    "smartphone.replaced": 84,
+}
+
+
+def four_coverages_events(
+    communes: list[str],
+    shipped: list[dict[str, Any]],
+    upto: date,
+    seed: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(targets, events): the campaign's targets for every commune (the shipped ones kept) and
+    the coverage events from its start to `upto`, each commune's pace drawn around the one
+    its targets need."""
+    rng = random.Random(seed)
+    event = event_maker(rng)
+    first = date.fromisoformat(FOUR_COVERAGES["from"])
+    ends = date.fromisoformat(FOUR_COVERAGES["ends"])
+    span = days(first, upto)
+    elapsed = len(span) / len(days(first, ends))
+    targets = {(t["unit_id"], t["metric"]): t["target"] for t in shipped}
+    events: list[dict[str, Any]] = []
+    for commune in communes:
+        size = rng.uniform(0.2, 0.8)
+        for metric, scale in FOUR_COVERAGES_SCALE.items():
+            target = targets.setdefault((commune, metric), max(1, round(scale * size)))
+            done = min(target, round(target * elapsed * rng.uniform(0.5, 1.5)))
+            attributes = {"level": 2} if metric == "eid.activated" else {}
+            events += [event(metric, commune, rng.choice(span), **attributes) for _ in range(done)]
+    rng.shuffle(events)
+    listed = [{"unit_id": u, "metric": m, "target": t} for (u, m), t in targets.items()]
+    return listed, events
