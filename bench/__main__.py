@@ -40,6 +40,7 @@ from bench.world import (
     synthetic_catalog,
 )
 from deploy.local.stack import MEMORY_FS, REPO, kafka_version, memory_backed, started_stack
+from shared.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,13 @@ async def fill(deployment: Deployment, count: int, seed: int, in_order: bool = T
             )
 
         pending = {index: generate(first) for index, first in enumerate(starts[:workers])}
-        for index in range(len(starts)):
-            records = await pending.pop(index)
-            if index + workers < len(starts):
-                pending[index + workers] = generate(starts[index + workers])
-            await prefill(deployment.stack.kafka_bootstrap, deployment.topic, records)
+        with Progress("pre-fill", total=count, unit="events", every_s=10) as filled:
+            for index in range(len(starts)):
+                records = await pending.pop(index)
+                if index + workers < len(starts):
+                    pending[index + workers] = generate(starts[index + workers])
+                await prefill(deployment.stack.kafka_bootstrap, deployment.topic, records)
+                filled.advance(sum(len(batch) for batch in records.values()))
     return count / (time.perf_counter() - started)
 
 

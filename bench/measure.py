@@ -27,6 +27,7 @@ from pymongo import AsyncMongoClient
 
 from bench.world import Deployment, applied_offsets, contract_metrics, encode
 from deploy.local.stack import REPO
+from shared.progress import Progress
 
 Client = AsyncMongoClient[dict[str, Any]]
 
@@ -135,10 +136,12 @@ async def aggregator_throughput(
     deployment.start("aggregator")
     first: tuple[float, int] | None = None
     applied = 0
-    with CpuWatch(server_pids(deployment)) as cpu:
+    counted = Progress("aggregator", total=count, unit="events", every_s=10)
+    with CpuWatch(server_pids(deployment)) as cpu, counted:
         while applied < count:
             await asyncio.sleep(0.1)
             applied = await applied_offsets(client, deployment.db, deployment.topic)
+            counted.set(min(applied, count))
             if applied and first is None:
                 first = (time.perf_counter(), applied)
             if time.perf_counter() - started > 3600:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from deploy.demo.seed_events import hotline_events
 from deploy.local.stack import REPO
 from tests.conftest import BackgroundPoster, Pipeline, at, make_event
 
@@ -440,6 +441,68 @@ def test_dashboard_shows_a_lost_connection_and_reconnects(
     log = Path(stack.services["api"].log_path).read_text(errors="replace")
     assert "/v1/stream" in log  # the access log is on
     assert viewer not in log
+
+
+def test_software_usage_and_the_hotline_follow_the_reporting_cycle(
+    browser: Browser, stack: Pipeline, viewer: str
+) -> None:
+    # The seed's 1022 figures (21/3 – 22/4), and a few meetings and documents of Sở TT&TT: on
+    # 22 April the software-usage table covers the cycle 21/3 – 20/4, the hotline 21/3 – 22/4.
+    events = hotline_events("so-tt-tt", seed=401)
+    meetings = [
+        ("2024-03-21", True),
+        ("2024-04-20", True),
+        ("2024-04-21", True),
+        ("2024-04-10", False),
+    ]
+    events += [
+        make_event(
+            "meeting.held",
+            "so-tt-tt",
+            at(day),
+            attributes={"paperless": paperless, "platform": "ecabinet"},
+        )
+        for day, paperless in meetings
+    ]
+    events += [
+        make_event(
+            "document.issued",
+            "so-tt-tt",
+            at("2024-04-0" + str(1 + i)),
+            attributes={"signed": i < 3, "online": True},
+        )
+        for i in range(4)
+    ]
+    BackgroundPoster(stack, events).join()
+    stack.wait_reflected()
+    page = open_dashboard(browser, stack, viewer, viewport={"width": 1280, "height": 900})
+    assert page.locator("#usage-title").inner_text().endswith("21/3/2024 – 20/4/2024")
+    assert page.locator("#hotline-title").inner_text().endswith("21/3/2024 – 22/4/2024")
+    shown = {
+        metric: page.locator(f"#hotline [data-metric='{metric}'] td").inner_text()
+        for metric in ("hotline.received", "hotline.processed", "hotline.in_progress")
+    }
+    assert shown == {
+        "hotline.received": "360",
+        "hotline.processed": "351",
+        "hotline.in_progress": "9",
+    }
+    assert page.locator("#hotline [data-metric='hotline.forwarded'] th").inner_text() == (
+        "Tin chuyển các ngành xử lý"
+    )
+    report = httpx.get(
+        stack.url("api", "/v1/reports/software-usage"),
+        params={"from": "2024-03-21", "to": "2024-04-20"},
+        headers=stack.headers(viewer),
+    ).json()
+    row = next(r for r in report["rows"] if r["unit_id"] == "so-tt-tt")
+    assert (row["ecabinet_meetings_period"], row["signed_documents"]["percent"]) == (2, 75.0)
+    cells = "#usage tr[data-unit='so-tt-tt'] [data-cell='{}']"
+    assert page.locator(cells.format("ecabinet_meetings_period")).inner_text() == "2"
+    assert page.locator(cells.format("signed_documents")).inner_text() == "75,00%"
+    total = "#usage tr[data-unit='total'] [data-cell='ecabinet_meetings_total']"
+    assert page.locator(total).inner_text() == vi_int(report["total"]["ecabinet_meetings_total"])
+    page.context.close()
 
 
 # WCAG 2 contrast ratio of each element's text colour against its nearest opaque background.

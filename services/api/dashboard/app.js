@@ -35,6 +35,10 @@ const T = {
     grand: "Tổng thuế và phí, lệ phí", grand_count: "Tổng số GD", grand_amount: "Tổng số tiền",
     online: "Dịch vụ công trực tuyến (từ đầu năm)", online_share: "Tỷ lệ DVCTT phát sinh hồ sơ trực tuyến",
     processed_online: "Tỷ lệ hồ sơ xử lý trực tuyến", verdict: "Đánh giá", threshold: "ngưỡng",
+    usage: "Sử dụng phần mềm dùng chung", meetings_period: "Họp không giấy qua Ecabinet (trong kỳ)",
+    meetings_total: "Tổng số cuộc họp không giấy", signed_documents: "Tỷ lệ văn bản ký số",
+    documents_online: "Tỷ lệ văn bản trao đổi trên môi trường mạng", official_email: "Tỷ lệ sử dụng thư công vụ",
+    hotline: "Tổng đài 1022", figure: "Chỉ tiêu", messages: "Số tin",
     "Đạt": "Đạt", "Không đạt": "Không đạt", "Không phát sinh": "Không phát sinh",
     drill: "Xem các đơn vị của", campaign_span: "Từ {a} đến {b}", tt: "TT", no_campaign: "Chưa có chiến dịch",
   },
@@ -58,6 +62,10 @@ const T = {
     grand: "Taxes, fees and charges", grand_count: "Transactions", grand_amount: "Amount",
     online: "Online public services (year to date)", online_share: "Online services with online filings",
     processed_online: "Filings processed online", verdict: "Verdict", threshold: "threshold",
+    usage: "Shared software in use", meetings_period: "Paperless Ecabinet meetings (in the period)",
+    meetings_total: "Paperless meetings in all", signed_documents: "Documents signed digitally",
+    documents_online: "Documents exchanged online", official_email: "Official e-mail in use",
+    hotline: "1022 hotline", figure: "Figure", messages: "Messages",
     "Đạt": "Met", "Không đạt": "Not met", "Không phát sinh": "Nothing filed",
     drill: "Show the units of", campaign_span: "From {a} to {b}", tt: "#", no_campaign: "No campaign yet",
   },
@@ -302,7 +310,9 @@ async function load() {
   let first = addDays(last, -(CHART_DAYS - 1));
   if (first < campaign.starts) first = campaign.starts;
   const metric = state.view.metric;
-  const [series, rankings, payments, online] = await Promise.all([
+  const cycle = reportCycle(v.date);
+  const hotlinePeriod = `range:${cycle.from}..${v.date}`;
+  const [series, rankings, payments, online, usage, hotline] = await Promise.all([
     metric && first <= last
       ? api("/v1/series", { unit_id: v.unit, metric, from: first, to: last })
       : null,
@@ -311,8 +321,14 @@ async function load() {
       : null,
     api("/v1/reports/payments", { date: v.date }),
     api("/v1/reports/online-services", { date: v.date, campaign: v.campaign }),
+    api("/v1/reports/software-usage", { from: cycle.from, to: cycle.to }),
+    Promise.all(
+      HOTLINE.map((metric) =>
+        api("/v1/totals", { unit_id: "binh-phuoc", metric, period: hotlinePeriod }).then((r) => [metric, r.value]),
+      ),
+    ).then((figures) => ({ from: cycle.from, to: v.date, figures })),
   ]);
-  Object.assign(state.data, { series, rankings, payments, online });
+  Object.assign(state.data, { series, rankings, payments, online, usage, hotline });
   renderRest();
 }
 
@@ -556,6 +572,52 @@ function renderRest() {
   renderRankings();
   renderPayments();
   renderOnline();
+  renderUsage();
+  renderHotline();
+}
+
+// The province's monthly reporting cycle, as the seed's tables write it ("từ 21/3 đến 20/4"):
+// from the 21st of a month to the 20th of the next, the last one ended on or before the day.
+// The software-usage table covers that cycle; the hotline's figures run on to the day itself.
+const HOTLINE = [
+  "hotline.received", "hotline.processed", "hotline.in_progress",
+  "hotline.answered_by_operator", "hotline.forwarded",
+];
+function reportCycle(iso) {
+  const [y, m, d] = iso.split("-").map(Number);
+  const end = new Date(Date.UTC(y, m - 1 - (d >= 20 ? 0 : 1), 20));
+  const start = new Date(Date.UTC(end.getUTCFullYear(), end.getUTCMonth() - 1, 21));
+  return { from: start.toISOString().slice(0, 10), to: end.toISOString().slice(0, 10) };
+}
+
+function renderUsage() {
+  const r = state.data.usage;
+  $("usage-title").textContent = `${t("usage")} — ${fmtDate(r.from)} – ${fmtDate(r.to)}`;
+  const rates = ["signed_documents", "documents_online", "official_email"];
+  const head = h(
+    "thead",
+    null,
+    h("tr", null, h("th", { scope: "col", text: t("tt") }), h("th", { scope: "col", text: t("unit") }),
+      h("th", { scope: "col", text: t("meetings_period") }), h("th", { scope: "col", text: t("meetings_total") }),
+      ...rates.map((key) => h("th", { scope: "col", text: t(key) }))),
+  );
+  const row = (x, i, cls) =>
+    h("tr", { "data-unit": x.unit_id ?? "total", class: cls },
+      h("td", { class: "num", text: i === null ? "#" : String(i + 1) }),
+      h("th", { scope: "row", text: i === null ? t("total") : x.name }),
+      h("td", { class: "num", "data-cell": "ecabinet_meetings_period", text: fmtInt(x.ecabinet_meetings_period) }),
+      h("td", { class: "num", "data-cell": "ecabinet_meetings_total", text: fmtInt(x.ecabinet_meetings_total) }),
+      ...rates.map((key) => h("td", { class: "num", "data-cell": key, text: fmtPct(x[key].percent) })));
+  $("usage").replaceChildren(head, h("tbody", null, r.rows.map((x, i) => row(x, i, null)), row(r.total, null, "total")));
+}
+
+function renderHotline() {
+  const r = state.data.hotline;
+  $("hotline-title").textContent = `${t("hotline")} — ${fmtDate(r.from)} – ${fmtDate(r.to)}`;
+  const head = h("thead", null, h("tr", null, h("th", { scope: "col", text: t("figure") }), h("th", { scope: "col", text: t("messages") })));
+  const rows = r.figures.map(([metric, value]) =>
+    h("tr", { "data-metric": metric }, h("th", { scope: "row", text: metricName(metric) }), h("td", { class: "num", text: fmtInt(value) })));
+  $("hotline").replaceChildren(head, h("tbody", null, rows));
 }
 
 function renderChart() {
