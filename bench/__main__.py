@@ -150,7 +150,9 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
             return False
         return True
 
+    stack_started = time.perf_counter()
     with started_stack(root) as stack:
+        results["servers_start_s"] = round(time.perf_counter() - stack_started, 1)
         results["broker"] = f"Apache Kafka {kafka_version()} (KRaft, one node)"
         results["data_dir"] = (
             f"{MEMORY_FS} (memory-backed)"
@@ -192,7 +194,24 @@ async def run(sizes: Sizes, root: Path, results: dict[str, Any], save: Callable[
                     ),
                 )
         finally:
+            results["servers_memory_mib"] = servers_memory(stack)
             await client.close()
+
+
+def servers_memory(stack: Any) -> dict[str, float]:
+    """The peak resident memory (VmHWM) of the broker and the database over the whole run."""
+    peaks: dict[str, float] = {}
+    for process in stack.processes:
+        if process.name not in ("kafka", "secantusd"):
+            continue
+        try:
+            status = Path(f"/proc/{process.popen.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks[process.name] = round(int(line.split()[1]) / 1024, 1)
+    return peaks
 
 
 async def aggregator_phases(
@@ -509,7 +528,8 @@ def main() -> None:
 def _all_results(latest: Path, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """This run's results, and the other mode's last ones if kept (the report shows both)."""
     found: dict[str, dict[str, Any]] = {}
-    for mode in ("full", "quick"):
+    # The last runs on tansu, before the switch to Apache Kafka (issue 22), shown beside.
+    for mode in ("full", "quick", "full-tansu", "quick-tansu"):
         path = latest.parent / f"results-{mode}.json"
         if path == latest:
             found[mode] = results

@@ -275,6 +275,68 @@ def section(mode: str, r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def broker_comparison(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The same figures of the latest run on Apache Kafka and of the last on tansu."""
+    pairs = [
+        (m, f"{m}-tansu") for m in ("full", "quick") if m in results and f"{m}-tansu" in results
+    ]
+    lines: list[str] = []
+    for kafka_mode, tansu_mode in pairs:
+        kafka, tansu = results[kafka_mode], results[tansu_mode]
+        if kafka.get("broker", "").startswith("tansu") or "broker" not in kafka:
+            continue
+
+        def figure(r: dict[str, Any], *path: str) -> Any:
+            value: Any = r
+            for key in path:
+                if not isinstance(value, dict) or key not in value:
+                    return None
+                value = value[key]
+            return value
+
+        rows = [
+            ("raw produce, aiokafka, acks=all (events/s)", ("ingest", "raw_producer_rate")),
+            ("raw consume, group consumer (events/s)", ("raw_consume", "rate")),
+            (
+                "ingest, batches of 1,000, 4 clients (events/s)",
+                ("ingest", "batches", "events_per_s"),
+            ),
+            ("aggregator (events/s)", ("aggregator", "rate")),
+            ("freshness at 5,000/s, p99 (ms)", ("freshness", "5000", "p99_ms")),
+            ("rebuild of the small log (s)", ("scale", "small", "rebuild_s")),
+            ("rebuild of the large log (s)", ("scale", "large", "rebuild_s")),
+        ]
+        lines += [
+            f"### `{kafka['command']}`: Apache Kafka beside tansu",
+            "",
+            f"| figure | {kafka.get('broker', 'Apache Kafka')} ({kafka['date'][:10]}) | "
+            f"tansu ({tansu['date'][:10]}) | ratio |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for label, path in rows:
+            a, b = figure(kafka, *path), figure(tansu, *path)
+            ratio = (
+                f"{a / b:.2f}×"
+                if isinstance(a, int | float) and isinstance(b, int | float) and b
+                else "—"
+            )
+            shown = [_n(x) if x is not None else "—" for x in (a, b)]
+            lines.append(f"| {label} | {shown[0]} | {shown[1]} | {ratio} |")
+        memory = kafka.get("servers_memory_mib") or {}
+        if "servers_start_s" in kafka or memory:
+            lines += [
+                "",
+                f"The broker and the database started in {kafka.get('servers_start_s', '—')} s "
+                "together (`started_stack`: each until it answers); peak resident memory over "
+                "the run: "
+                + ", ".join(f"{name} {mib:,.0f} MiB" for name, mib in sorted(memory.items()))
+                + ". The two runs are on the same machine but not in the same hour: a ratio "
+                "near 1 is within the machine's run-to-run spread.",
+            ]
+        lines.append("")
+    return lines
+
+
 def write_report(path: Path, results: dict[str, dict[str, Any]]) -> None:
     lines = [
         "# Benchmarks",
@@ -287,7 +349,14 @@ def write_report(path: Path, results: dict[str, dict[str, Any]]) -> None:
         "the figures.",
         "",
     ]
-    for mode in ("full", "quick"):
+    lines += broker_comparison(results)
+    for mode in ("full", "quick", "full-tansu", "quick-tansu"):
+        if mode.endswith("-tansu") and mode in results:
+            lines += [
+                f"The last `{results[mode]['command']}` on tansu, the Kafka-protocol stand-in "
+                "the local stack ran on before Apache Kafka (kept for the comparison above):",
+                "",
+            ]
         if mode in results:
             try:
                 lines += section(mode, results[mode])
