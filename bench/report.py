@@ -313,7 +313,7 @@ def broker_comparison(results: dict[str, dict[str, Any]]) -> list[str]:
             f"### `{kafka['command']}`: Apache Kafka beside tansu",
             "",
             f"| figure | {kafka.get('broker', 'Apache Kafka')} ({kafka['date'][:10]}) | "
-            f"tansu ({tansu['date'][:10]}) | ratio |",
+            f"tansu ({tansu['date'][:10]}) | Apache Kafka / tansu |",
             "| --- | ---: | ---: | ---: |",
         ]
         for label, path in rows:
