@@ -275,6 +275,33 @@ def section(mode: str, r: dict[str, Any]) -> list[str]:
     return lines
 
 
+# The figures `broker_comparison` sets side by side, by their path in the results.
+COMPARED = [
+    ("raw produce, aiokafka, acks=all (events/s)", ("ingest", "raw_producer_rate")),
+    ("raw consume, group consumer (events/s)", ("raw_consume", "rate")),
+    (
+        "ingest, batches of 1,000, 4 clients (events/s)",
+        ("ingest", "batches", "events_per_s"),
+    ),
+    ("aggregator (events/s)", ("aggregator", "rate")),
+    ("baseline (b): naive FastStream subscriber (events/s)", ("naive", "rate")),
+    ("baseline (c): faust-streaming, in memory (events/s)", ("faust", "rate")),
+    ("aggregator, worst case (events/s)", ("aggregator_worst_case", "rate")),
+    ("freshness at 5,000/s, p99 (ms)", ("freshness", "5000", "p99_ms")),
+    ("rebuild of the small log (s)", ("scale", "small", "rebuild_s")),
+    ("rebuild of the large log (s)", ("scale", "large", "rebuild_s")),
+]
+
+
+def _figure(r: dict[str, Any], *path: str) -> Any:
+    value: Any = r
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
 def broker_comparison(results: dict[str, dict[str, Any]]) -> list[str]:
     """The same figures of the latest run on Apache Kafka and of the last on tansu."""
     pairs = [
@@ -286,29 +313,6 @@ def broker_comparison(results: dict[str, dict[str, Any]]) -> list[str]:
         if kafka.get("broker", "").startswith("tansu") or "broker" not in kafka:
             continue
 
-        def figure(r: dict[str, Any], *path: str) -> Any:
-            value: Any = r
-            for key in path:
-                if not isinstance(value, dict) or key not in value:
-                    return None
-                value = value[key]
-            return value
-
-        rows = [
-            ("raw produce, aiokafka, acks=all (events/s)", ("ingest", "raw_producer_rate")),
-            ("raw consume, group consumer (events/s)", ("raw_consume", "rate")),
-            (
-                "ingest, batches of 1,000, 4 clients (events/s)",
-                ("ingest", "batches", "events_per_s"),
-            ),
-            ("aggregator (events/s)", ("aggregator", "rate")),
-            ("baseline (b): naive FastStream subscriber (events/s)", ("naive", "rate")),
-            ("baseline (c): faust-streaming, in memory (events/s)", ("faust", "rate")),
-            ("aggregator, worst case (events/s)", ("aggregator_worst_case", "rate")),
-            ("freshness at 5,000/s, p99 (ms)", ("freshness", "5000", "p99_ms")),
-            ("rebuild of the small log (s)", ("scale", "small", "rebuild_s")),
-            ("rebuild of the large log (s)", ("scale", "large", "rebuild_s")),
-        ]
         lines += [
             f"### `{kafka['command']}`: Apache Kafka beside tansu",
             "",
@@ -316,8 +320,8 @@ def broker_comparison(results: dict[str, dict[str, Any]]) -> list[str]:
             f"tansu ({tansu['date'][:10]}) | Apache Kafka / tansu |",
             "| --- | ---: | ---: | ---: |",
         ]
-        for label, path in rows:
-            a, b = figure(kafka, *path), figure(tansu, *path)
+        for label, path in COMPARED:
+            a, b = _figure(kafka, *path), _figure(tansu, *path)
             ratio = (
                 f"{a / b:.2f}×"
                 if isinstance(a, int | float) and isinstance(b, int | float) and b

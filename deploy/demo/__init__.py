@@ -238,11 +238,8 @@ def run_demo(
 ) -> DemoOutcome:
     api = Api(api_url, token)
     units = api.call("GET", "/v1/units", at=DEMO_DAY)
-    shipped = {
-        campaign: api.call("GET", f"/v1/campaigns/{campaign}/targets")
-        for campaign in (FOUR_COVERAGES["campaign"],)
-    }
-    plan = demo_plan(units, shipped)
+    four = FOUR_COVERAGES["campaign"]
+    plan = demo_plan(units, {four: api.call("GET", f"/v1/campaigns/{four}/targets")})
     for unit_id, services in plan.services.items():
         api.call("PUT", f"/v1/units/{unit_id}/services", {"services": services})
     for campaign, targets in plan.targets.items():

@@ -29,10 +29,6 @@ from shared.domain.periods import LocalDate
 from tests.conftest import Pipeline, post_many
 
 
-def load(name: str) -> dict[str, Any]:
-    return load_table(name)
-
-
 def units_under(pipeline: Pipeline) -> dict[str, list[str]]:
     """Each unit and its communes: where its events are posted, to exercise the rollups."""
     return places_under(
@@ -55,7 +51,7 @@ def report(
 
 
 def test_payments_table_of_22_april_2024_is_reproduced_exactly(pipeline: Pipeline) -> None:
-    table = load("payments_2024-04-22.json")
+    table = load_table("payments_2024-04-22.json")
     events = payment_events(table, units_under(pipeline), seed=462)
     # Field apps retry: a tenth of the events arrive twice, in other batches.
     asyncio.run(post_many(pipeline, events + events[::10]))
@@ -94,7 +90,7 @@ def _shown(cell: dict[str, Any], percent: str) -> bool:
 
 
 def test_online_services_table_of_21_april_2024_is_reproduced(pipeline: Pipeline) -> None:
-    table = load("online_services_2024-04-21.json")
+    table = load_table("online_services_2024-04-21.json")
     fractions = online_share_fractions(table)
     catalogs, events = online_service_events(table, fractions, units_under(pipeline), seed=363)
     for unit_id, services in catalogs.items():
@@ -191,7 +187,7 @@ USAGE_RATES = {
 
 
 def test_software_usage_table_of_20_april_2024_is_reproduced_exactly(pipeline: Pipeline) -> None:
-    table = load("ecabinet_2024-04-20.json")
+    table = load_table("ecabinet_2024-04-20.json")
     events = software_usage_events(table, units_under(pipeline), seed=405)
     asyncio.run(post_many(pipeline, events + events[::10]))
     pipeline.wait_reflected(timeout_s=120)
